@@ -1,10 +1,41 @@
-"""keras-ssl: self-supervised representation learning for Keras 3 / TensorFlow."""
+"""keras-ssl: self-supervised representation learning for Keras 3 / TensorFlow.
+
+Methods are `keras.Model` subclasses trained with `model.fit`; augmentation runs in the graph, per
+image; trained encoders are exported as TF Serving SavedModels.
+
+>>> import keras_ssl
+>>> data = keras_ssl.data.load("digits")
+>>> model = keras_ssl.SimCLR(keras_ssl.encoders.ConvNet(data.input_shape))
+>>> model.compile(optimizer="adam")
+>>> model.fit(data.train_dataset(256), epochs=1, verbose=0)   # doctest: +SKIP
+>>> keras_ssl.export_encoder(model, "saved_models/simclr")    # doctest: +SKIP
+"""
 
 from keras_ssl._backend import require_tensorflow_backend
 
 require_tensorflow_backend()
 
+# The public API; the order follows the dependency order of the modules.
+from keras_ssl import augment, data, encoders, heads, losses, pretext  # noqa: E402
 from keras_ssl.errors import KerasSSLError  # noqa: E402
+from keras_ssl.export import export_encoder, load_encoder  # noqa: E402
+from keras_ssl.methods import METHODS, SelfSupervisedModel, SimCLR  # noqa: E402
+from keras_ssl import evaluate  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["KerasSSLError", "__version__"]
+__all__ = [
+    "METHODS",
+    "KerasSSLError",
+    "SelfSupervisedModel",
+    "SimCLR",
+    "augment",
+    "data",
+    "encoders",
+    "evaluate",
+    "export_encoder",
+    "heads",
+    "load_encoder",
+    "losses",
+    "pretext",
+    "__version__",
+]

@@ -1,0 +1,262 @@
+"""The `keras-ssl` command line: pretrain an encoder, evaluate or embed with an exported one.
+
+Nothing in keras_ssl imports this module; it only wires the library together for the shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+EXAMPLES = """\
+examples:
+  keras-ssl pretrain --method simclr --data digits --export saved_models/simclr
+  keras-ssl pretrain --method simclr --data cifar10 --encoder resnet18 --epochs 100 --batch-size 512
+  keras-ssl pretrain --method simclr --data ./photos --image-size 96 --epochs 0 --export saved_models/baseline
+  keras-ssl evaluate saved_models/simclr --data digits
+  keras-ssl embed saved_models/simclr --data digits --out embeddings.npz
+"""
+
+DATA_HELP = (
+    "data source: 'digits' (bundled with scikit-learn, offline), a .npz file with x (and y), a "
+    "folder of class sub-folders of images, a folder of MNIST-style idx files, or a "
+    "tensorflow-datasets name such as cifar10 (must already be prepared in --data-dir)"
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from keras_ssl.encoders import ENCODERS
+    from keras_ssl.methods import METHODS
+
+    parser = argparse.ArgumentParser(
+        prog="keras-ssl",
+        description="Self-supervised pretraining of Keras encoders, exported for TF Serving.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    pretrain = commands.add_parser(
+        "pretrain",
+        help="train an encoder without labels, report kNN / linear-probe accuracy, export it",
+        description=(
+            "Pretrain an encoder with a self-supervised method on unlabelled data, print the kNN "
+            "and linear-probe accuracy of the random-init and the trained encoder on held-out "
+            "labelled data side by side, and export the encoder as a TF Serving SavedModel."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  keras-ssl pretrain --method simclr --data digits --epochs 30 "
+        "--export saved_models/simclr",
+    )
+    pretrain.add_argument("--method", default="simclr", metavar="NAME",
+                          help=f"self-supervised method: {', '.join(sorted(METHODS))} (default simclr)")
+    pretrain.add_argument("--data", default="digits", metavar="SOURCE", help=DATA_HELP)
+    pretrain.add_argument("--data-dir", default=None, metavar="DIR",
+                          help="tensorflow-datasets data_dir for tfds names (default ~/tensorflow_datasets)")
+    pretrain.add_argument("--epochs", type=int, default=None, metavar="N",
+                          help="training epochs; 0 exports the random-init encoder as a baseline "
+                          "(default: sized to the data, 60 on digits)")
+    pretrain.add_argument("--batch-size", type=int, default=256, metavar="B",
+                          help="examples per step (default 256; contrastive methods need at least 2)")
+    pretrain.add_argument("--learning-rate", type=float, default=2e-3, metavar="LR",
+                          help="peak AdamW learning rate, reached after a warm-up, then cosine decay "
+                          "(default 2e-3)")
+    pretrain.add_argument("--encoder", default=None, metavar="NAME",
+                          help=f"backbone: {', '.join(ENCODERS)} (default: convnet below 64 px, "
+                          "resnet18 above, mlp for vectors)")
+    pretrain.add_argument("--width", type=int, default=None, metavar="W",
+                          help="channels of the encoder's first stage (default 32 convnet, 64 resnet)")
+    pretrain.add_argument("--image-size", type=int, default=None, metavar="PX",
+                          help="side of the square views the encoder sees (default: the data's size)")
+    pretrain.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    pretrain.add_argument("--max-examples", type=int, default=None, metavar="N",
+                          help="train on at most N examples (quick runs)")
+    pretrain.add_argument("--eval-examples", type=int, default=10000, metavar="N",
+                          help="labelled examples used as the kNN memory bank / probe training set "
+                          "(default 10000)")
+    pretrain.add_argument("--export", default=None, metavar="DIR",
+                          help="export the encoder to DIR/<next version>/ (e.g. saved_models/simclr)")
+    pretrain.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                          help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="kNN and linear-probe accuracy of an exported encoder",
+        description="Embed a labelled data set with an exported encoder and report kNN (k=200, "
+        "cosine, t=0.1) and linear-probe accuracy on its held-out split.",
+        epilog="example:\n  keras-ssl evaluate saved_models/simclr --data digits",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("path", help="a model folder (newest version is used) or a version folder")
+    evaluate.add_argument("--data", default="digits", metavar="SOURCE", help=DATA_HELP)
+    evaluate.add_argument("--data-dir", default=None, metavar="DIR", help="tensorflow-datasets data_dir")
+    evaluate.add_argument("--eval-examples", type=int, default=10000, metavar="N",
+                          help="labelled training examples used (default 10000)")
+
+    embed = commands.add_parser(
+        "embed", help="write the embeddings (and labels) of a data set to a .npz file",
+        epilog="example:\n  keras-ssl embed saved_models/simclr --data digits --out emb.npz",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    embed.add_argument("path", help="a model folder (newest version is used) or a version folder")
+    embed.add_argument("--data", default="digits", metavar="SOURCE", help=DATA_HELP)
+    embed.add_argument("--data-dir", default=None, metavar="DIR", help="tensorflow-datasets data_dir")
+    embed.add_argument("--out", required=True, metavar="FILE.npz", help="output file")
+    return parser
+
+
+def _default_epochs(num_examples: int) -> int:
+    """About 1500 steps-worth of images: a few minutes on 2 CPU cores for small encoders."""
+    return int(min(100, max(5, round(90_000 / max(num_examples, 1)))))
+
+
+def _print_table(rows: list[tuple[str, dict]]) -> None:
+    print(f"\n{'encoder':<28}{'kNN accuracy':>14}{'linear probe':>14}")
+    for label, scores in rows:
+        print(f"{label:<28}{scores['knn_accuracy']:>14.4f}{scores['linear_probe_accuracy']:>14.4f}")
+
+
+def _evaluation_split(data, eval_examples: int):
+    if not data.has_labels or data.x_test is None:
+        return None
+    n = min(eval_examples, len(data.x_train))
+    return data.x_train[:n], data.y_train[:n], data.x_test, data.y_test
+
+
+def _check_pretrain_args(args, cls) -> None:
+    from keras_ssl.errors import KerasSSLError
+
+    if args.epochs is not None and args.epochs < 0:
+        raise KerasSSLError(f"--epochs must be 0 or more, got {args.epochs}.")
+    if args.batch_size < max(2, getattr(cls, "min_batch_size", 1)):
+        raise KerasSSLError(
+            f"--batch-size {args.batch_size} is too small: {cls.__name__} needs at least "
+            f"{max(2, cls.min_batch_size)} examples per batch (contrastive negatives come from the "
+            "batch); use 64 or more."
+        )
+    if args.learning_rate <= 0:
+        raise KerasSSLError(f"--learning-rate must be positive, got {args.learning_rate}.")
+    if args.image_size is not None and args.image_size < 8:
+        raise KerasSSLError(f"--image-size must be at least 8 pixels, got {args.image_size}.")
+    if args.export:
+        from pathlib import Path
+
+        if Path(args.export).is_file():
+            raise KerasSSLError(
+                f"--export {args.export!r} is an existing file; give a folder (versions are "
+                "written inside it)."
+            )
+
+
+def pretrain(args) -> int:
+    import keras
+
+    from keras_ssl import data as data_lib
+    from keras_ssl import encoders, evaluate, training
+    from keras_ssl.errors import KerasSSLError
+    from keras_ssl.export import export_encoder
+    from keras_ssl.methods import get_method
+
+    cls, preset = get_method(args.method)
+    _check_pretrain_args(args, cls)
+    keras.utils.set_random_seed(args.seed)
+    data = data_lib.load(args.data, seed=args.seed, data_dir=args.data_dir,
+                         max_examples=args.max_examples)
+    if data.kind not in cls.input_kinds:
+        raise KerasSSLError(
+            f"--method {args.method} learns from {' or '.join(cls.input_kinds)}, but {args.data!r} "
+            f"holds {data.kind}. Choose a method that supports {data.kind}."
+        )
+    if cls.needs_labels and not data.has_labels:
+        raise KerasSSLError(
+            f"--method {args.method} needs class labels, but {args.data!r} has none. Use a labelled "
+            "source or a method that needs no labels (e.g. simclr)."
+        )
+    input_shape = data.input_shape
+    if args.image_size and data.kind == "images":
+        input_shape = (args.image_size, args.image_size, input_shape[-1])
+    encoder = (
+        encoders.build(args.encoder, input_shape, width=args.width)
+        if args.encoder
+        else encoders.for_input(input_shape)
+    )
+    model = cls(encoder, seed=args.seed, **preset)
+    epochs = _default_epochs(len(data.x_train)) if args.epochs is None else args.epochs
+    dataset = data.train_dataset(args.batch_size, labels=cls.needs_labels, seed=args.seed)
+    steps = int(dataset.cardinality())
+    model.compile(optimizer=training.default_optimizer(args.learning_rate, steps * epochs))
+
+    split = _evaluation_split(data, args.eval_examples)
+    rows = []
+    if split:
+        rows.append(("random init", evaluate.evaluate_encoder(model, *split)))
+    print(
+        f"Pretraining {encoder.name} ({encoder.count_params():,} parameters) with {cls.__name__} "
+        f"on {len(data.x_train):,} {data.name} examples: {epochs} epochs of {steps} steps."
+    )
+    start = time.perf_counter()
+    if epochs:
+        model.fit(dataset, epochs=epochs, verbose=args.verbose)
+    seconds = time.perf_counter() - start
+    if split:
+        rows.append((f"trained ({epochs} epochs)", evaluate.evaluate_encoder(model, *split)))
+        _print_table(rows)
+    else:
+        print("No labelled held-out data: skipping kNN / linear-probe evaluation.")
+    print(f"Training time: {seconds:.1f} s")
+    if args.export:
+        version = export_encoder(model, args.export)
+        print(f"Exported encoder to {version} (serving_default: "
+              f"{'images uint8' if data.kind == 'images' else 'features float32'} -> embeddings)")
+    return 0
+
+
+def evaluate_cmd(args) -> int:
+    from keras_ssl import data as data_lib
+    from keras_ssl import evaluate
+    from keras_ssl.errors import KerasSSLError
+
+    data = data_lib.load(args.data, data_dir=args.data_dir)
+    split = _evaluation_split(data, args.eval_examples)
+    if split is None:
+        raise KerasSSLError(f"{args.data!r} has no labelled held-out split to evaluate on.")
+    _print_table([(str(args.path)[-28:], evaluate.evaluate_encoder(args.path, *split))])
+    return 0
+
+
+def embed_cmd(args) -> int:
+    import numpy as np
+
+    from keras_ssl import data as data_lib
+    from keras_ssl import evaluate
+
+    data = data_lib.load(args.data, data_dir=args.data_dir)
+    arrays = {"embeddings": evaluate.embed(args.path, data.x_train)}
+    if data.y_train is not None:
+        arrays["labels"] = data.y_train
+    if data.x_test is not None:
+        arrays["test_embeddings"] = evaluate.embed(args.path, data.x_test)
+        if data.y_test is not None:
+            arrays["test_labels"] = data.y_test
+    np.savez_compressed(args.out, **arrays)
+    print(f"Wrote {', '.join(f'{k} {v.shape}' for k, v in arrays.items())} to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from keras_ssl.errors import KerasSSLError
+
+    command = {"pretrain": pretrain, "evaluate": evaluate_cmd, "embed": embed_cmd}[args.command]
+    try:
+        return command(args)
+    except KerasSSLError as err:
+        print(f"keras-ssl: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("keras-ssl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

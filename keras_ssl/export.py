@@ -1,0 +1,250 @@
+"""Encoders out as TF Serving SavedModels, and back in as Keras layers.
+
+Layout written by `export_encoder(model, "saved_models/simclr")`:
+
+    saved_models/simclr/
+        1/                              <- a version TF Serving loads (integer name)
+            saved_model.pb, variables/  <- serving_default: images uint8 [None,H,W,C] -> embeddings
+            assets.extra/encoder.keras  <- native Keras copy, for fine-tuning (load_encoder)
+            assets.extra/export.json    <- what was exported: input kind, shapes, source model
+        2/ ...
+
+A version is written into a hidden temporary folder beside the versions, loaded back and checked,
+and only then renamed into place: TF Serving only picks up integer-named folders, and a rename is
+atomic, so a crash never leaves a half-written version for a server to load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_ssl.augment import to_float_images
+from keras_ssl.errors import KerasSSLError
+
+ENCODER_FILE = "encoder.keras"
+METADATA_FILE = "export.json"
+INPUT_NAMES = {"images": "images", "vectors": "features"}
+
+
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class ImagesToFloat(keras.layers.Layer):
+    """uint8 images (0-255) or float images in [0, 1] -> float32 in [0, 1]."""
+
+    def call(self, images):
+        return to_float_images(images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def serving_model(encoder: keras.Model) -> keras.Model:
+    """Wrap an encoder so it takes raw inputs: uint8 images (or float32 vectors) -> embeddings."""
+    shape = encoder.input_shape
+    if len(shape) == 4:
+        if any(d is None for d in shape[1:]):
+            raise KerasSSLError(
+                f"Exporting needs an encoder with a fixed input size, got {shape}. Build it with "
+                "input_shape=(height, width, channels)."
+            )
+        inputs = keras.Input(shape=shape[1:], dtype="uint8", name="images")
+        embeddings = encoder(ImagesToFloat(name="to_float")(inputs))
+    elif len(shape) == 2:
+        inputs = keras.Input(shape=shape[1:], dtype="float32", name="features")
+        embeddings = encoder(inputs)
+    else:
+        raise KerasSSLError(
+            f"Cannot export an encoder with input shape {shape}: images [N,H,W,C] or vectors [N,F]."
+        )
+    return keras.Model(inputs, embeddings, name=f"{encoder.name}_serving")
+
+
+def _serving_model_of(model) -> keras.Model:
+    if hasattr(model, "serving_model"):
+        return model.serving_model()
+    if isinstance(model, keras.Model):
+        return serving_model(model)
+    raise KerasSSLError(
+        f"export_encoder takes a keras_ssl method or a keras.Model encoder, got {type(model).__name__}."
+    )
+
+
+def _next_version(base: Path) -> int:
+    versions = [int(p.name) for p in base.iterdir() if p.name.isdigit()] if base.exists() else []
+    return max(versions, default=0) + 1
+
+
+def _check_base_dir(base: Path) -> None:
+    if base.exists() and not base.is_dir():
+        raise KerasSSLError(
+            f"Export path {str(base)!r} is an existing file. Give a folder path: versions are "
+            "written inside it as <path>/1/, <path>/2/, ..."
+        )
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise KerasSSLError(f"Cannot create the export folder {str(base)!r}: {err.strerror}.") from err
+    if not os.access(base, os.W_OK):
+        raise KerasSSLError(f"Export folder {str(base)!r} is not writable; choose another path.")
+
+
+def _write_savedmodel(model: keras.Model, path: Path) -> dict:
+    kind = "images" if len(model.input_shape) == 4 else "vectors"
+    if kind == "images":
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.uint8, name="images")
+    else:
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name="features")
+
+    def serve(inputs):
+        return {"embeddings": tf.cast(model(inputs, training=False), tf.float32)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve, input_signature=[spec])
+    archive.write_out(str(path), verbose=False)
+    return {
+        "input_kind": kind,
+        "input_name": spec.name,
+        "input_dtype": spec.dtype.name,
+        "input_shape": [None, *model.input_shape[1:]],
+        "embedding_dim": int(model.output_shape[-1]),
+    }
+
+
+def validate_export(path, expected: np.ndarray | None = None, probe=None) -> None:
+    """Load a SavedModel version and check its signature, output shape and finite outputs."""
+    loaded = tf.saved_model.load(str(path))
+    if "serving_default" not in loaded.signatures:
+        raise KerasSSLError(f"{path} has no serving_default signature.")
+    signature = loaded.signatures["serving_default"]
+    (name, spec), = signature.structured_input_signature[1].items()
+    if probe is None:
+        shape = [2 if d is None else d for d in spec.shape]
+        probe = np.zeros(shape, spec.dtype.as_numpy_dtype)
+    outputs = signature(**{name: tf.constant(probe)})
+    if set(outputs) != {"embeddings"}:
+        raise KerasSSLError(f"{path}: serving_default returns {sorted(outputs)}, not 'embeddings'.")
+    embeddings = outputs["embeddings"].numpy()
+    if embeddings.shape[0] != len(probe) or not np.all(np.isfinite(embeddings)):
+        raise KerasSSLError(f"{path}: the exported encoder gave non-finite or misshapen embeddings.")
+    if expected is not None and not np.allclose(embeddings, expected, rtol=1e-4, atol=1e-4):
+        raise KerasSSLError(f"{path}: the exported encoder does not reproduce the in-memory one.")
+
+
+def export_encoder(model, path="saved_models/encoder", version: int | None = None) -> Path:
+    """Export the encoder of `model` as `<path>/<version>/`, the layout TF Serving reads.
+
+    Args:
+        model: a keras_ssl method (its encoder is exported, heads are dropped) or an encoder.
+        path: the model's folder; versions are integer sub-folders.
+        version: the version number; default one more than the highest present. An existing
+            version is never overwritten.
+
+    Returns:
+        The path of the new version folder.
+
+    The signature `serving_default` takes `images` (uint8 `[None, H, W, C]`; conversion to float
+    happens inside) or `features` (float32 `[None, F]`) and returns `embeddings` (float32 `[None, D]`).
+    """
+    base = Path(path)
+    _check_base_dir(base)
+    version = _next_version(base) if version is None else int(version)
+    final = base / str(version)
+    if final.exists():
+        raise KerasSSLError(
+            f"Version {final} already exists and is never overwritten; omit version= to write "
+            "the next one."
+        )
+    serving = _serving_model_of(model)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
+    try:
+        metadata = _write_savedmodel(serving, staging)
+        extra = staging / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        serving.save(extra / ENCODER_FILE)
+        metadata["source"] = type(model).__name__
+        (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+        probe = _probe_batch(serving)
+        validate_export(staging, expected=serving.predict(probe, verbose=0), probe=probe)
+        _fsync_tree(staging)
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def _probe_batch(serving: keras.Model) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    shape = (2, *serving.input_shape[1:])
+    if serving.inputs[0].dtype == "uint8":
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    return rng.standard_normal(shape).astype("float32")
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush the files to disk before the rename publishes them."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as f:
+                os.fsync(f.fileno())
+
+
+def resolve_version(path) -> Path:
+    """A version folder as given, or the newest integer version inside a model folder."""
+    path = Path(path)
+    if not path.exists():
+        raise KerasSSLError(f"No exported encoder at {str(path)!r}: no such folder.")
+    if (path / "saved_model.pb").exists():
+        return path
+    versions = sorted((int(p.name) for p in path.iterdir() if p.name.isdigit()), reverse=True)
+    if not versions:
+        raise KerasSSLError(
+            f"{str(path)!r} holds no SavedModel and no version folders (1/, 2/, ...). Point at a "
+            "folder written by export_encoder."
+        )
+    return path / str(versions[0])
+
+
+def load_encoder(path, trainable: bool = False) -> keras.Model:
+    """Load an exported encoder for a downstream Keras model.
+
+    Args:
+        path: a version folder, or a model folder (its newest version is used).
+        trainable: False (default) for a frozen feature extractor (linear probe); True to
+            fine-tune it. Fine-tuning uses the native Keras copy saved beside the SavedModel,
+            since a SavedModel wrapped in `TFSMLayer` cannot be trained with Adam and never
+            updates its batch-norm statistics.
+
+    Returns:
+        A `keras.Model` from raw inputs (uint8 images or float32 vectors) to embeddings.
+
+    Example:
+    >>> encoder = load_encoder("saved_models/simclr")            # doctest: +SKIP
+    >>> inputs = keras.Input(encoder.input_shape[1:], dtype="uint8")   # doctest: +SKIP
+    >>> outputs = keras.layers.Dense(10)(encoder(inputs))        # doctest: +SKIP
+    """
+    version = resolve_version(path)
+    native = version / "assets.extra" / ENCODER_FILE
+    if native.exists():
+        model = keras.saving.load_model(native)
+        model.trainable = trainable
+        return model
+    if trainable:
+        raise KerasSSLError(
+            f"{version} has no {ENCODER_FILE} copy, and a bare SavedModel cannot be fine-tuned in "
+            "Keras. Re-export it with keras_ssl.export_encoder, or load it frozen (trainable=False)."
+        )
+    layer = keras.layers.TFSMLayer(str(version), call_endpoint="serving_default", trainable=False)
+    loaded = tf.saved_model.load(str(version)).signatures["serving_default"]
+    (name, spec), = loaded.structured_input_signature[1].items()
+    inputs = keras.Input(shape=spec.shape[1:], dtype=spec.dtype.name, name=name)
+    outputs = layer(inputs)["embeddings"]
+    return keras.Model(inputs, outputs, name="exported_encoder")

@@ -1,0 +1,197 @@
+"""`SelfSupervisedModel`: the one training loop every method shares.
+
+A method subclasses it and writes `compute_ssl_loss(inputs, labels, training)`: make its views,
+labels or corruptions (in the graph, per example), run the encoder and heads, return the scalar
+loss and update its own metrics. The base class owns everything else: unpacking batches, input
+checks at trace time, gradients (scaled for `tf.distribute`), the optimizer step, a post-step hook
+(MoCo's momentum update), the loss metric, the inference path and what gets exported.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras.src.losses.loss import scale_loss_for_distribution
+
+from keras_ssl.augment import to_float_images
+from keras_ssl.errors import KerasSSLError
+
+
+class SelfSupervisedModel(keras.Model):
+    """Base class of the self-supervised methods; train it with `compile()` and `fit()`.
+
+    Args:
+        encoder: a `keras.Model` from inputs to a `[N, D]` feature vector. This is what gets exported.
+        augmenter: a Keras layer making random views in the graph (`None`: the method's default).
+        seed: seed for the method's random ops (augmentation, masks, pretext labels).
+
+    Subclasses set:
+        input_kinds: the kinds of data the method can learn from ("images", "vectors", "text").
+        needs_labels: True when the loss uses class labels (SupCon, triplet).
+    """
+
+    input_kinds: tuple[str, ...] = ("images",)
+    needs_labels: bool = False
+
+    def __init__(self, encoder: keras.Model, augmenter=None, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(encoder, keras.Model):
+            raise KerasSSLError(
+                f"encoder must be a keras.Model from inputs to feature vectors, got "
+                f"{type(encoder).__name__}. Build one with keras_ssl.encoders (e.g. ConvNet(...))."
+            )
+        if len(encoder.outputs or []) != 1 or len(encoder.output_shape) != 2:
+            raise KerasSSLError(
+                f"encoder must output one [batch, features] tensor, but its output shape is "
+                f"{encoder.output_shape}. End it with a pooling or Flatten layer."
+            )
+        self.encoder = encoder
+        self.augmenter = augmenter
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    # ----- what a method provides -------------------------------------------------------------
+    def compute_ssl_loss(self, inputs, labels, training: bool):
+        """Return the scalar float32 loss of one batch and update the method's metrics."""
+        raise NotImplementedError
+
+    def method_metrics(self) -> list[keras.metrics.Metric]:
+        """The method's own metrics besides the loss (e.g. pretext accuracy)."""
+        return []
+
+    def after_train_step(self) -> None:
+        """Runs after the optimizer step, inside the compiled step (e.g. momentum updates)."""
+
+    # ----- shape facts ------------------------------------------------------------------------
+    @property
+    def feature_dim(self) -> int:
+        return int(self.encoder.output_shape[-1])
+
+    @property
+    def input_kind(self) -> str:
+        return "images" if len(self.encoder.input_shape) == 4 else "vectors"
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(int(d) for d in self.encoder.input_shape[1:3])
+
+    # ----- Keras hooks ------------------------------------------------------------------------
+    @property
+    def metrics(self):
+        # Listing them here makes Keras reset them at each epoch.
+        return [self.loss_tracker, *self.method_metrics()]
+
+    def call(self, inputs, training=False):
+        """Embeddings of a batch: the encoder applied to preprocessed inputs."""
+        return self.encoder(self.preprocess(inputs), training=training)
+
+    def preprocess(self, inputs):
+        """Deterministic inference preprocessing: uint8 or [0,1] images to the encoder's size."""
+        if self.input_kind != "images":
+            return tf.cast(inputs, "float32")
+        images = to_float_images(inputs)
+        if tuple(images.shape[1:3]) != self.image_size:
+            images = tf.image.resize(images, self.image_size)
+        return images
+
+    def train_step(self, data):
+        inputs, labels = self._unpack(data)
+        with tf.GradientTape() as tape:
+            loss = self.compute_ssl_loss(inputs, labels, training=True)
+            # Each replica's loss is a mean over its own examples: scale so gradients summed
+            # across replicas average, then let a LossScaleOptimizer scale for float16.
+            scaled = self.optimizer.scale_loss(scale_loss_for_distribution(loss))
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply(gradients, variables)
+        self.after_train_step()
+        self.loss_tracker.update_state(loss)
+        return self._results()
+
+    def test_step(self, data):
+        inputs, labels = self._unpack(data)
+        loss = self.compute_ssl_loss(inputs, labels, training=False)
+        self.loss_tracker.update_state(loss)
+        return self._results()
+
+    def predict_step(self, data):
+        inputs, _ = self._unpack(data)
+        return self(inputs, training=False)
+
+    def _results(self):
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def _unpack(self, data):
+        """Split a batch into (inputs, labels) and check it before the first step runs."""
+        if isinstance(data, (tuple, list)):
+            if len(data) not in (1, 2, 3):
+                raise KerasSSLError(
+                    f"A batch must be inputs or (inputs, labels); got a tuple of {len(data)}."
+                )
+            inputs, labels = data[0], (data[1] if len(data) > 1 else None)
+        elif isinstance(data, dict):
+            inputs, labels = data.get("image", data.get("images")), data.get("label")
+        else:
+            inputs, labels = data, None
+        self.check_inputs(inputs, labels)
+        return inputs, labels
+
+    def check_inputs(self, inputs, labels) -> None:
+        """Static checks, run once when the step is traced: fail before training, not during."""
+        name = type(self).__name__
+        if labels is None and self.needs_labels:
+            raise KerasSSLError(
+                f"{name} needs class labels: pass a dataset of (inputs, labels), e.g. "
+                "data.train_dataset(batch_size, labels=True), or choose a method that needs none."
+            )
+        expected = self.encoder.input_shape
+        shape = inputs.shape
+        if self.input_kind == "images":
+            if shape.rank != 4:
+                raise KerasSSLError(
+                    f"{name} takes image batches [N, H, W, C], got shape {shape}. "
+                    + (
+                        "These look like feature vectors: use an MLP encoder and a method that "
+                        "supports vectors." if shape.rank == 2 else "Batch your images first."
+                    )
+                )
+            if shape[-1] != expected[-1]:
+                raise KerasSSLError(
+                    f"The encoder takes {expected[-1]}-channel images but the data have {shape[-1]} "
+                    "channels. Build the encoder with the data's channel count."
+                )
+        elif shape.rank != len(expected) or shape[-1] != expected[-1]:
+            raise KerasSSLError(
+                f"{name}'s encoder takes inputs of shape {expected}, got {shape}."
+            )
+        if shape[0] is not None and shape[0] < self.min_batch_size:
+            raise KerasSSLError(
+                f"{name} needs batches of at least {self.min_batch_size} examples, got {shape[0]}. "
+                "Raise the batch size."
+            )
+
+    min_batch_size: int = 1
+
+    # ----- export -----------------------------------------------------------------------------
+    def serving_model(self) -> keras.Model:
+        """A functional model from raw inputs (uint8 images / float vectors) to embeddings."""
+        from keras_ssl.export import serving_model
+
+        return serving_model(self.encoder)
+
+    # ----- serialization ----------------------------------------------------------------------
+    def get_config(self):
+        return {
+            "name": self.name,
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "augmenter": keras.saving.serialize_keras_object(self.augmenter),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        config["augmenter"] = keras.saving.deserialize_keras_object(config["augmenter"])
+        return cls(**config)

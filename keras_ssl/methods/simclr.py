@@ -1,0 +1,76 @@
+"""SimCLR (Chen et al. 2020): two random views per image, agree after a projection head."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_ssl import augment, heads, losses
+from keras_ssl.methods.base import SelfSupervisedModel
+from keras_ssl.methods.registry import register_method
+
+
+@register_method("simclr")
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class SimCLR(SelfSupervisedModel):
+    """SimCLR: NT-Xent between the projections of two augmented views of each image.
+
+    Every image in a batch of N gets two views from `augmenter`; each of the 2N projections has its
+    other view as positive and the 2N - 2 other projections as negatives (gathered across replicas
+    under `tf.distribute`, so negatives grow with the global batch).
+
+    Args:
+        encoder: image (or vector) encoder to pretrain.
+        augmenter: view maker; default `augment.simclr(image_size)` (or `augment.vectors()`).
+        projection_dim: output size of the MLP projection head.
+        temperature: NT-Xent temperature (0.5 in the paper for CIFAR-10; 0.1-0.2 for big batches).
+
+    Example:
+    >>> import keras, numpy as np, keras_ssl
+    >>> model = keras_ssl.SimCLR(keras_ssl.encoders.ConvNet((32, 32, 1), width=8))
+    >>> model.compile(optimizer="adam")
+    >>> images = np.random.randint(0, 256, (16, 32, 32, 1), dtype="uint8")
+    >>> history = model.fit(images, batch_size=8, epochs=1, verbose=0)
+    >>> sorted(history.history)
+    ['contrastive_accuracy', 'loss']
+    """
+
+    input_kinds = ("images", "vectors")
+    min_batch_size = 2
+
+    def __init__(self, encoder, augmenter=None, projection_dim=128, temperature=0.5,
+                 seed=None, **kwargs):
+        super().__init__(encoder, augmenter, seed=seed, **kwargs)
+        losses.check_temperature(temperature)
+        if self.augmenter is None:
+            self.augmenter = (
+                augment.simclr(self.image_size, seed=seed)
+                if self.input_kind == "images"
+                else augment.vectors(seed=seed)
+            )
+        self.projection_dim = projection_dim
+        self.temperature = temperature
+        self.projector = heads.projection_head(self.feature_dim, projection_dim)
+        self.accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")
+
+    def method_metrics(self):
+        return [self.accuracy_tracker]
+
+    def compute_ssl_loss(self, inputs, labels, training):
+        # Views are random in evaluation too: the validation loss measures the same task.
+        views = tf.concat(
+            [self.augmenter(inputs, training=True), self.augmenter(inputs, training=True)], axis=0
+        )
+        # One pass over both views: batch-norm statistics cover the 2N images, as in the paper.
+        projections = self.projector(self.encoder(views, training=training), training=training)
+        z1, z2 = tf.split(projections, 2, axis=0)
+        loss, accuracy = losses.nt_xent(z1, z2, self.temperature, return_accuracy=True)
+        self.accuracy_tracker.update_state(accuracy)
+        return loss
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "projection_dim": self.projection_dim,
+            "temperature": self.temperature,
+        }
