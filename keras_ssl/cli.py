@@ -156,6 +156,7 @@ def pretrain(args) -> int:
     from keras_ssl.errors import KerasSSLError
     from keras_ssl.export import export_encoder
     from keras_ssl.methods import get_method
+    from keras_ssl.methods.base import MIN_IMAGE_SIZE
 
     cls, preset = get_method(args.method)
     _check_pretrain_args(args, cls)
@@ -173,6 +174,11 @@ def pretrain(args) -> int:
             "source or a method that needs no labels (e.g. simclr)."
         )
     input_shape = data.input_shape
+    if data.kind == "images" and min(input_shape[:2]) < MIN_IMAGE_SIZE:
+        raise KerasSSLError(
+            f"The images of {args.data!r} are {input_shape[0]}x{input_shape[1]} px, smaller than "
+            f"the {MIN_IMAGE_SIZE} px minimum crop. Upsample them before training."
+        )
     if args.image_size and data.kind == "images":
         input_shape = (args.image_size, args.image_size, input_shape[-1])
     encoder = (

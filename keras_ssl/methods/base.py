@@ -16,6 +16,9 @@ from keras.src.losses.loss import scale_loss_for_distribution
 from keras_ssl.augment import to_float_images
 from keras_ssl.errors import KerasSSLError
 
+# Random crops of a few pixels carry no content, and every encoder halves the resolution 3 times.
+MIN_IMAGE_SIZE = 8
+
 
 class SelfSupervisedModel(keras.Model):
     """Base class of the self-supervised methods; train it with `compile()` and `fit()`.
@@ -155,6 +158,12 @@ class SelfSupervisedModel(keras.Model):
                         "These look like feature vectors: use an MLP encoder and a method that "
                         "supports vectors." if shape.rank == 2 else "Batch your images first."
                     )
+                )
+            if None not in shape[1:3] and min(shape[1:3]) < MIN_IMAGE_SIZE:
+                raise KerasSSLError(
+                    f"Images of {shape[1]}x{shape[2]} px are smaller than the {MIN_IMAGE_SIZE} px "
+                    "minimum that crops and encoders need. Upsample them first (e.g. "
+                    "data.load(..., image_size=32))."
                 )
             if shape[-1] != expected[-1]:
                 raise KerasSSLError(
