@@ -1,0 +1,237 @@
+"""Per-image color changes: jitter (brightness, contrast, saturation, hue), grayscale, solarize.
+
+Brightness, contrast and saturation are each an affine map of the RGB values of a pixel,
+`x @ M^T + beta * mean`, with a per-image 3x3 matrix M (and, for contrast, the image's mean gray
+level). So ColorJitter builds N small matrices and applies whichever op each image has in a
+given position of its random order to the whole batch at once, with no per-image control flow.
+Hue is a shift in HSV space, exactly as torchvision (`tf.image.rgb_to_hsv` compiles under XLA).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_ssl.augment.base import ImageAugmentation, check_range
+from keras_ssl.errors import KerasSSLError
+
+# ITU-R 601 luma, as torchvision's rgb_to_grayscale (and PIL's "L" mode).
+GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+
+_BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = range(4)
+
+
+def grayscale(images: tf.Tensor) -> tf.Tensor:
+    """float [N, H, W, 3] -> [N, H, W, 1] luma; 1-channel images are returned as they are."""
+    if images.shape[-1] == 1:
+        return images
+    return tf.tensordot(images, tf.constant(GRAY_WEIGHTS), axes=[[3], [0]])[..., None]
+
+
+def _factor_range(value, name: str) -> tuple[float, float]:
+    # torchvision's convention: a number v means factors in [max(0, 1 - v), 1 + v].
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise KerasSSLError(
+                f"ColorJitter {name} must be >= 0 (factors drawn from [1 - {name}, 1 + {name}]), "
+                f"got {value!r}. Use 0 to turn it off."
+            )
+        return max(0.0, 1.0 - float(value)), 1.0 + float(value)
+    return check_range(value, f"ColorJitter {name}", 0.0, None)
+
+
+def _hue_range(value) -> tuple[float, float]:
+    if isinstance(value, (int, float)):
+        if not 0 <= value <= 0.5:
+            raise KerasSSLError(
+                f"ColorJitter hue must be in [0, 0.5] (a fraction of a full turn of the color "
+                f"wheel, shifts drawn from [-hue, hue]), got {value!r}."
+            )
+        return -float(value), float(value)
+    return check_range(value, "ColorJitter hue", -0.5, 0.5)
+
+
+def shift_hue(images: tf.Tensor, turns: tf.Tensor) -> tf.Tensor:
+    """Turn the HSV hue of RGB images [N, H, W, 3] by `turns` [N] (1.0 = a full turn).
+
+    The same as torchvision's `adjust_hue` and `tf.image.adjust_hue`, with one shift per image.
+    """
+    hue, saturation, value = tf.unstack(tf.image.rgb_to_hsv(images), axis=-1)
+    hue = tf.math.floormod(hue + turns[:, None, None], 1.0)
+    return tf.image.hsv_to_rgb(tf.stack([hue, saturation, value], axis=-1))
+
+
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class ColorJitter(ImageAugmentation):
+    """Randomly change brightness, contrast, saturation and hue, with new factors per image.
+
+    As torchvision's `ColorJitter`, with factors drawn per image: brightness multiplies the
+    image by a factor from `[1 - brightness, 1 + brightness]`; contrast blends the image with its
+    mean gray level; saturation blends it with its grayscale version; hue turns the color wheel by
+    a fraction of a turn from `[-hue, hue]` (in HSV space). The four ops run in a random order per image (as in
+    torchvision and SimCLR), each clipped to [0, 1]. The whole jitter is applied to each image
+    with probability `p`. On 1-channel images only brightness and contrast apply.
+
+    Args:
+        brightness, contrast, saturation: a number v >= 0 (factors from [max(0, 1 - v), 1 + v])
+            or a (low, high) pair of factors. 0 turns the op off.
+        hue: a number in [0, 0.5] (shifts from [-hue, hue] of a turn) or a (low, high) pair.
+        p: probability that an image is jittered.
+        random_order: apply the four ops in a random order per image (else in the order above).
+        seed: integer seed.
+
+    Example:
+    >>> import numpy as np
+    >>> images = np.random.randint(0, 256, (4, 32, 32, 3), dtype="uint8")
+    >>> jitter = ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8, seed=1)
+    >>> out = jitter(images, training=True)
+    >>> out.shape, out.dtype.name
+    (TensorShape([4, 32, 32, 3]), 'float32')
+    """
+
+    # Per image: the four factors, then four keys whose sorting order is the order of the ops.
+    draws_per_image = 8
+
+    def __init__(self, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p: float = 0.8,
+                 random_order: bool = True, seed: int | None = None, **kwargs):
+        super().__init__(p=p, seed=seed, **kwargs)
+        self.brightness = _factor_range(brightness, "brightness")
+        self.contrast = _factor_range(contrast, "contrast")
+        self.saturation = _factor_range(saturation, "saturation")
+        self.hue = _hue_range(hue)
+        self.random_order = bool(random_order)
+
+    def factors(self, apply, draws):
+        """[N] brightness, contrast, saturation and hue of each image; identity where not applied."""
+        factors = []
+        for column, ((low, high), identity) in enumerate(
+            [(self.brightness, 1.0), (self.contrast, 1.0), (self.saturation, 1.0), (self.hue, 0.0)]
+        ):
+            # Images left alone get the identity factor exactly, so they come out unchanged.
+            factors.append(tf.where(apply, low + (high - low) * draws[:, column], identity))
+        return factors
+
+    def op_matrices(self, brightness, contrast, saturation, channels: int):
+        """[N, 4, C, C] matrices and [N, 4] mean weights of the ops as affine maps.
+
+        The hue shift is not affine: its matrix is the identity and `transform` applies it.
+        """
+        eye = tf.eye(channels, batch_shape=tf.shape(brightness))
+        if channels == 3:
+            # s * x + (1 - s) * gray(x), where gray(x) = x @ (ones * weights)^T.
+            to_gray = tf.constant(np.outer(np.ones(3), GRAY_WEIGHTS), tf.float32)
+            saturation_matrix = (saturation[:, None, None] * eye
+                                 + (1.0 - saturation)[:, None, None] * to_gray)
+        else:
+            # A gray image has no saturation (nor hue): gray(x) is x.
+            saturation_matrix = eye
+        matrices = tf.stack(
+            [brightness[:, None, None] * eye, contrast[:, None, None] * eye,
+             saturation_matrix, eye],
+            axis=1,
+        )
+        zeros = tf.zeros_like(contrast)
+        # contrast: c * x + (1 - c) * mean gray level of the image.
+        mean_weights = tf.stack([zeros, 1.0 - contrast, zeros, zeros], axis=1)
+        return matrices, mean_weights
+
+    def transform(self, images, apply, draws):
+        channels = images.shape[-1]
+        brightness, contrast, saturation, hue = self.factors(apply, draws[:, :4])
+        matrices, mean_weights = self.op_matrices(brightness, contrast, saturation, channels)
+        # The HSV round trip is the costly op: left out when there is no hue to change.
+        use_hue = channels == 3 and self.hue != (0.0, 0.0)
+        if self.random_order:
+            order = tf.argsort(draws[:, 4:], axis=1)
+        else:
+            order = tf.zeros_like(draws[:, 4:], tf.int32) + tf.range(4)
+        x = images
+        for slot in range(4):
+            # Each image picks its op for this slot; the batch applies them all at once.
+            pick = tf.one_hot(order[:, slot], 4, dtype=tf.float32)
+            matrix = tf.reduce_sum(pick[:, :, None, None] * matrices, axis=1)  # [N, C, C]
+            mean_weight = tf.reduce_sum(pick * mean_weights, axis=1)
+            mean = tf.reduce_mean(grayscale(x), axis=[1, 2, 3])
+            # x @ M^T per pixel as a broadcast multiply-add: on XLA CPU this compiles faster
+            # than a batched 3x3 dot (einsum) and fuses with the clip.
+            y = tf.reduce_sum(x[:, :, :, None, :] * matrix[:, None, None, :, :], axis=-1)
+            y = y + (mean_weight * mean)[:, None, None, None]
+            if use_hue:
+                # Only jittered images: the others stay exactly unchanged (no HSV round trip).
+                is_hue = (tf.equal(order[:, slot], _HUE) & apply)[:, None, None, None]
+                y = tf.where(is_hue, shift_hue(x, hue), y)
+            x = tf.clip_by_value(y, 0.0, 1.0)
+        return x
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "brightness": list(self.brightness),
+            "contrast": list(self.contrast),
+            "saturation": list(self.saturation),
+            "hue": list(self.hue),
+            "random_order": self.random_order,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class RandomGrayscale(ImageAugmentation):
+    """Turn each image to grayscale with probability `p`, keeping its channel count.
+
+    RGB images stay 3 channels (the gray level repeated, as torchvision's `RandomGrayscale`), so
+    the encoder's input shape does not change; 1-channel images pass through.
+
+    Args:
+        p: probability that an image is turned gray.
+        seed: integer seed.
+
+    Example:
+    >>> import numpy as np
+    >>> images = np.random.randint(0, 256, (4, 32, 32, 3), dtype="uint8")
+    >>> RandomGrayscale(p=1.0)(images).shape
+    TensorShape([4, 32, 32, 3])
+    """
+
+    def __init__(self, p: float = 0.2, seed: int | None = None, **kwargs):
+        super().__init__(p=p, seed=seed, **kwargs)
+
+    def transform(self, images, apply, draws):
+        if images.shape[-1] == 1:
+            return images
+        gray = tf.broadcast_to(grayscale(images), tf.shape(images))
+        return tf.where(apply[:, None, None, None], gray, images)
+
+
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class Solarize(ImageAugmentation):
+    """Invert the pixels at or above `threshold` (x -> 1 - x), per image with probability `p`.
+
+    Used by BYOL for one of its two views (p=0.2).
+
+    Args:
+        threshold: gray level in [0, 1] from which pixels are inverted.
+        p: probability that an image is solarized.
+        seed: integer seed.
+
+    Example:
+    >>> import numpy as np
+    >>> Solarize(threshold=0.5, p=1.0)(np.array([[[[0.25], [0.75]]]], "float32")).numpy().ravel()
+    array([0.25, 0.25], dtype=float32)
+    """
+
+    def __init__(self, threshold: float = 0.5, p: float = 0.2, seed: int | None = None, **kwargs):
+        super().__init__(p=p, seed=seed, **kwargs)
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise KerasSSLError(
+                f"Solarize threshold must be a gray level in [0, 1] (images are scaled to [0, 1] "
+                f"first), got {threshold!r}. For a 0-255 threshold t use t / 255."
+            )
+        self.threshold = float(threshold)
+
+    def transform(self, images, apply, draws):
+        invert = apply[:, None, None, None] & (images >= self.threshold)
+        return tf.where(invert, 1.0 - images, images)
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
