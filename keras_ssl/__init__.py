@@ -16,19 +16,39 @@ from keras_ssl._backend import require_tensorflow_backend
 require_tensorflow_backend()
 
 # The public API; the order follows the dependency order of the modules.
-from keras_ssl import augment, data, encoders, heads, losses, pretext  # noqa: E402
+from keras_ssl import augment, data, encoders, heads, losses, pretext, text  # noqa: E402
 from keras_ssl.errors import KerasSSLError  # noqa: E402
 from keras_ssl.export import export_encoder, load_encoder  # noqa: E402
-from keras_ssl.methods import METHODS, SelfSupervisedModel, SimCLR  # noqa: E402
+from keras_ssl.methods import (  # noqa: E402
+    METHODS,
+    AutoEncoder,
+    Jigsaw,
+    MaskedLanguageModel,
+    MoCo,
+    RotNet,
+    SelfSupervisedModel,
+    SimCLR,
+    SupCon,
+    Triplet,
+)
 from keras_ssl import evaluate  # noqa: E402
+from keras_ssl import callbacks, plot, serving, training  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
     "METHODS",
+    "AutoEncoder",
+    "Jigsaw",
     "KerasSSLError",
+    "MaskedLanguageModel",
+    "MoCo",
+    "RotNet",
     "SelfSupervisedModel",
     "SimCLR",
+    "SupCon",
+    "Triplet",
     "augment",
+    "callbacks",
     "data",
     "encoders",
     "evaluate",
@@ -36,6 +56,10 @@ __all__ = [
     "heads",
     "load_encoder",
     "losses",
+    "plot",
     "pretext",
+    "serving",
+    "text",
+    "training",
     "__version__",
 ]

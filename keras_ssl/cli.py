@@ -14,6 +14,7 @@ examples:
   keras-ssl pretrain --method simclr --data digits --export saved_models/simclr
   keras-ssl pretrain --method simclr --data cifar10 --encoder resnet18 --epochs 100 --batch-size 512
   keras-ssl pretrain --method simclr --data ./photos --image-size 96 --epochs 0 --export saved_models/baseline
+  keras-ssl pretrain --method simclr --data digits --plots plots/simclr --logdir runs/simclr
   keras-ssl evaluate saved_models/simclr --data digits
   keras-ssl embed saved_models/simclr --data digits --out embeddings.npz
 """
@@ -54,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--data", default="digits", metavar="SOURCE", help=DATA_HELP)
     pretrain.add_argument("--data-dir", default=None, metavar="DIR",
                           help="tensorflow-datasets data_dir for tfds names (default ~/tensorflow_datasets)")
+    pretrain.add_argument("--download", action="store_true",
+                          help="let tensorflow-datasets download and prepare a tfds source first")
     pretrain.add_argument("--epochs", type=int, default=None, metavar="N",
                           help="training epochs; 0 exports the random-init encoder as a baseline "
                           "(default: sized to the data, 60 on digits)")
@@ -77,6 +80,23 @@ def _parser() -> argparse.ArgumentParser:
                           "(default 10000)")
     pretrain.add_argument("--export", default=None, metavar="DIR",
                           help="export the encoder to DIR/<next version>/ (e.g. saved_models/simclr)")
+    pretrain.add_argument("--logdir", default=None, metavar="DIR",
+                          help="write TensorBoard logs (losses, metrics, val_knn_accuracy) to DIR")
+    pretrain.add_argument("--plots", default=None, metavar="DIR",
+                          help="write PNG plots to DIR: training curves, t-SNE of held-out "
+                          "embeddings before and after training, augmented views, reconstructions")
+    pretrain.add_argument("--knn-every", type=int, default=None, metavar="N",
+                          help="held-out kNN accuracy every N epochs during training, shown as "
+                          "val_knn_accuracy (default: about 10 times per run; 0: never)")
+    pretrain.add_argument("--online-probe", action="store_true",
+                          help="train a linear classifier on detached features during "
+                          "pretraining and report probe_accuracy (needs labelled data)")
+    pretrain.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                          help="save the full training state in DIR (every --checkpoint-every "
+                          "steps and each epoch); after a crash, the same command resumes where "
+                          "it stopped and ends with the same weights")
+    pretrain.add_argument("--checkpoint-every", type=int, default=100, metavar="STEPS",
+                          help="steps between checkpoints, besides one per epoch (default 100)")
     pretrain.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                           help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
 
@@ -136,8 +156,28 @@ def _check_pretrain_args(args, cls) -> None:
         )
     if args.learning_rate <= 0:
         raise KerasSSLError(f"--learning-rate must be positive, got {args.learning_rate}.")
+    if args.knn_every is not None and args.knn_every < 0:
+        raise KerasSSLError(f"--knn-every must be 0 (never) or more, got {args.knn_every}.")
+    if args.logdir:
+        import importlib.util
+
+        # TensorFlow no longer brings TensorBoard, and tf.summary fails mid-fit without it.
+        if importlib.util.find_spec("tensorboard") is None:
+            raise KerasSSLError(
+                "--logdir writes TensorBoard logs, but TensorBoard is not installed: "
+                "pip install 'keras-ssl[tensorboard]' (or pip install tensorboard)."
+            )
     if args.image_size is not None and args.image_size < 8:
         raise KerasSSLError(f"--image-size must be at least 8 pixels, got {args.image_size}.")
+    if args.checkpoint_every < 1:
+        raise KerasSSLError(f"--checkpoint-every must be 1 or more steps, got {args.checkpoint_every}.")
+    if args.checkpoint_dir:
+        from pathlib import Path
+
+        if Path(args.checkpoint_dir).is_file():
+            raise KerasSSLError(
+                f"--checkpoint-dir {args.checkpoint_dir!r} is an existing file; give a folder."
+            )
     if args.export:
         from pathlib import Path
 
@@ -146,13 +186,16 @@ def _check_pretrain_args(args, cls) -> None:
                 f"--export {args.export!r} is an existing file; give a folder (versions are "
                 "written inside it)."
             )
+        from keras_ssl.export import check_export_path
+
+        check_export_path(args.export)  # before training, not after it
 
 
 def pretrain(args) -> int:
     import keras
 
+    from keras_ssl import checkpoint, encoders, evaluate, training
     from keras_ssl import data as data_lib
-    from keras_ssl import encoders, evaluate, training
     from keras_ssl.errors import KerasSSLError
     from keras_ssl.export import export_encoder
     from keras_ssl.methods import get_method
@@ -162,7 +205,7 @@ def pretrain(args) -> int:
     _check_pretrain_args(args, cls)
     keras.utils.set_random_seed(args.seed)
     data = data_lib.load(args.data, seed=args.seed, data_dir=args.data_dir,
-                         max_examples=args.max_examples)
+                         max_examples=args.max_examples, download=args.download)
     if data.kind not in cls.input_kinds:
         raise KerasSSLError(
             f"--method {args.method} learns from {' or '.join(cls.input_kinds)}, but {args.data!r} "
@@ -186,10 +229,17 @@ def pretrain(args) -> int:
         if args.encoder
         else encoders.for_input(input_shape)
     )
-    model = cls(encoder, seed=args.seed, **preset)
+    if args.online_probe and not data.has_labels:
+        raise KerasSSLError(
+            f"--online-probe trains a classifier on labels, but {args.data!r} has none. Drop "
+            "--online-probe or use a labelled source."
+        )
+    probe = {"probe_classes": data.num_classes} if args.online_probe else {}
+    model = cls(encoder, seed=args.seed, **probe, **preset)
     epochs = _default_epochs(len(data.x_train)) if args.epochs is None else args.epochs
-    dataset = data.train_dataset(args.batch_size, labels=cls.needs_labels, seed=args.seed)
-    steps = int(dataset.cardinality())
+    labels = data.y_train if cls.needs_labels or args.online_probe else None
+    # Each epoch's batches depend only on (seed, epoch), so a resumed run sees the same batches.
+    steps = checkpoint.steps_per_epoch(len(data.x_train), args.batch_size)
     model.compile(optimizer=training.default_optimizer(args.learning_rate, steps * epochs))
 
     split = _evaluation_split(data, args.eval_examples)
@@ -200,9 +250,17 @@ def pretrain(args) -> int:
         f"Pretraining {encoder.name} ({encoder.count_params():,} parameters) with {cls.__name__} "
         f"on {len(data.x_train):,} {data.name} examples: {epochs} epochs of {steps} steps."
     )
+    if args.plots and split:
+        before = evaluate.embed(model, split[2][:PLOT_POINTS])
+    callbacks, monitor = _callbacks(args, split, epochs)
     start = time.perf_counter()
+    history = None
     if epochs:
-        model.fit(dataset, epochs=epochs, verbose=args.verbose)
+        history = checkpoint.fit_resumable(
+            model, data.x_train, labels, batch_size=args.batch_size, epochs=epochs,
+            seed=args.seed, checkpoint_dir=args.checkpoint_dir,
+            save_every_steps=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
+        )
     seconds = time.perf_counter() - start
     if split:
         rows.append((f"trained ({epochs} epochs)", evaluate.evaluate_encoder(model, *split)))
@@ -210,11 +268,68 @@ def pretrain(args) -> int:
     else:
         print("No labelled held-out data: skipping kNN / linear-probe evaluation.")
     print(f"Training time: {seconds:.1f} s")
+    if args.plots:
+        knn = {0: rows[0][1]["knn_accuracy"], **monitor.scores} if monitor else {}
+        _write_plots(args.plots, model, data, split, history, knn,
+                     before if split else None)
     if args.export:
         version = export_encoder(model, args.export)
         print(f"Exported encoder to {version} (serving_default: "
               f"{'images uint8' if data.kind == 'images' else 'features float32'} -> embeddings)")
     return 0
+
+
+PLOT_POINTS = 2000
+
+
+def _callbacks(args, split, epochs):
+    """The fit callbacks, KNNMonitor first: the ones after it (TensorBoard, then Keras' own
+    progress bar and History) read the val_knn_accuracy it writes into the epoch's logs."""
+    import keras
+
+    from keras_ssl.callbacks import KNNMonitor
+
+    callbacks, monitor = [], None
+    every = max(1, epochs // 10) if args.knn_every is None else args.knn_every
+    if split and epochs and every:
+        x_train, y_train, x_test, y_test = split
+        monitor = KNNMonitor((x_train, y_train), (x_test, y_test), every_n_epochs=every)
+        callbacks.append(monitor)
+    if args.logdir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=args.logdir))
+    return callbacks, monitor
+
+
+def _write_plots(folder, model, data, split, history, knn, before) -> None:
+    """Training curves, t-SNE maps before/after, augmented views and reconstructions as PNGs."""
+    from pathlib import Path
+
+    from keras_ssl import evaluate, plot
+
+    folder = Path(folder)
+    name = f"{type(model).__name__} / {model.encoder.name}"
+    written = []
+    if history is not None and history.history:
+        written.append(plot.plot_history(history, folder / "history.png", knn=knn,
+                                         title=f"{name} on {data.name}"))
+    if split:
+        labels = split[3][:PLOT_POINTS]
+        for file, embeddings, when in (
+            ("tsne_random_init.png", before, "random init"),
+            ("tsne.png", evaluate.embed(model, split[2][:PLOT_POINTS]), "trained"),
+        ):
+            written.append(plot.plot_embeddings_tsne(
+                embeddings, labels, folder / file, class_names=data.class_names,
+                title=f"{name} ({when}): t-SNE of {len(labels)} held-out {data.name} examples"))
+    images = data.x_test if data.x_test is not None else data.x_train
+    if data.kind == "images" and getattr(model, "augmenter", None) is not None:
+        written.append(plot.plot_augmented_views(model.augmenter, images,
+                                                 folder / "augmented_views.png"))
+    if data.kind == "images" and hasattr(model, "reconstruct") and hasattr(
+        plot, "save_reconstructions"
+    ):
+        written.append(plot.save_reconstructions(model, images, folder / "reconstructions.png"))
+    print(f"Wrote {', '.join(str(p) for p in written)}")
 
 
 def evaluate_cmd(args) -> int:

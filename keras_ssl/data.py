@@ -7,6 +7,7 @@ held-out split for evaluation. `SSLData.train_dataset(batch_size)` is what `Meth
 Accepted sources:
 
 - `"digits"`: scikit-learn's bundled 8x8 digits (offline), upsampled to 32x32x1.
+- `"digits_vectors"`: the same digits as 64-dim float32 feature vectors in [0, 1] (offline).
 - a `.npz` file with `x` (and optional `y`, `x_test`, `y_test`), or a `.npy` file holding `x`.
 - NumPy arrays: `load(x)`, `load((x, y))` or `load({"x": x, "y": y, "x_test": ..., "y_test": ...})`.
 - a folder of class sub-folders of png/jpg/jpeg/bmp/gif images (`root/<class>/<file>`), or a flat
@@ -48,7 +49,8 @@ __all__ = ["IMAGE_EXTENSIONS", "SSLData", "load", "to_dataset"]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 SOURCES_HELP = (
-    "Accepted sources: 'digits' (scikit-learn, offline); a .npz file with x (and optional y, "
+    "Accepted sources: 'digits' (scikit-learn, offline) or 'digits_vectors' (the same as 64-dim "
+    "vectors); a .npz file with x (and optional y, "
     "x_test, y_test); a folder of class sub-folders of png/jpg/jpeg/bmp/gif images (or a flat "
     "folder of images); a folder of MNIST-style idx files (train-images-idx3-ubyte.gz, ...); a "
     "tensorflow-datasets name such as 'cifar10' already prepared in data_dir; NumPy arrays x or "
@@ -323,6 +325,8 @@ def load(
         raise KerasSSLError(f"The data source is an empty string. {SOURCES_HELP}")
     if text == "digits":
         return _load_digits(**opts)
+    if text == "digits_vectors":
+        return _load_digits_vectors(**opts)
     path = Path(text).expanduser()
     if path.is_dir():
         if _find_idx_files(path)["x_train"] is not None:
@@ -692,6 +696,23 @@ def _load_digits(*, image_size, **opts) -> SSLData:
     )
 
 
+def _load_digits_vectors(**opts) -> SSLData:
+    """The 8x8 digits as 64 float32 features in [0, 1] (pixel intensities 0-16 / 16)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return _finish(
+        (digits.data / 16.0).astype(np.float32),
+        digits.target.astype(np.int64),
+        None,
+        None,
+        kind="vectors",
+        name="digits_vectors",
+        class_names=[str(i) for i in range(10)],
+        **opts,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # idx folders (MNIST, Fashion-MNIST)
 # --------------------------------------------------------------------------------------------
@@ -929,9 +950,11 @@ def _is_tfds_builder(base: str) -> bool:
     return base in tfds.list_builders()
 
 
-def _load_tfds(
-    name, *, data_dir, download, test_fraction, seed, image_size, max_examples
-) -> SSLData:
+def _prepared_tfds_builder(name, *, data_dir, download, sources_help: str = SOURCES_HELP):
+    """The tfds builder of `name`, prepared; fails fast (no implicit download) when it is not.
+
+    Shared with `keras_ssl.text`, which reads text data sets through the same checks.
+    """
     import tensorflow_datasets as tfds
 
     base = _tfds_base(name)
@@ -940,8 +963,8 @@ def _load_tfds(
         close = difflib.get_close_matches(base.lower(), builders, n=5, cutoff=0.6)
         suggestion = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise KerasSSLError(
-            f"Unknown data source {name!r}: not 'digits', no file or folder of that name exists, "
-            f"and it is not a tensorflow-datasets name.{suggestion} {SOURCES_HELP}"
+            f"Unknown data source {name!r}: no file or folder of that name exists, and it is not "
+            f"a tensorflow-datasets name.{suggestion} {sources_help}"
         )
     try:
         builder = tfds.builder(name, data_dir=None if data_dir is None else os.fspath(data_dir))
@@ -975,12 +998,27 @@ def _load_tfds(
                 f"`tfds build {base} --data_dir DIR`, copy DIR here and pass data_dir=DIR "
                 f"(--data-dir DIR); or pass download=True when this machine is online."
             )
+    return builder
+
+
+def _load_tfds(
+    name, *, data_dir, download, test_fraction, seed, image_size, max_examples
+) -> SSLData:
+    import tensorflow_datasets as tfds
+
+    builder = _prepared_tfds_builder(name, data_dir=data_dir, download=download)
     features = builder.info.features
     feature_names = list(features.keys()) if hasattr(features, "keys") else []
     if "image" not in feature_names:
+        text_hint = (
+            " It holds text: load it with keras_ssl.text.load and train a masked language model "
+            "(--method mlm)."
+            if "text" in feature_names
+            else " Export the data to a .npz instead."
+        )
         raise KerasSSLError(
             f"{name!r} has no 'image' feature (features: {feature_names}); keras-ssl reads images "
-            "from 'image' and labels from 'label'. Export the data to a .npz instead."
+            f"from 'image' and labels from 'label'.{text_hint}"
         )
     has_label = "label" in feature_names
     class_names = None

@@ -5,6 +5,8 @@ Both probes leave the encoder frozen: they measure the representation, not a fin
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -16,16 +18,23 @@ def _as_callable(encoder_or_path):
     """A function from a batch of raw inputs to embeddings, for a model, a method or a path."""
     if isinstance(encoder_or_path, keras.Model):
         model = encoder_or_path
-        if hasattr(model, "preprocess") and hasattr(model, "encoder"):
+        # A sequence encoder's per-position features need the method's own pooling (call()).
+        if hasattr(model, "preprocess") and hasattr(model, "encoder") and (
+            getattr(model, "encoder_output_rank", 2) == 2
+        ):
             return lambda x: model.encoder(model.preprocess(x), training=False)
         return lambda x: model(x, training=False)
     from keras_ssl.export import resolve_version
 
-    signature = tf.saved_model.load(str(resolve_version(encoder_or_path))).signatures[
-        "serving_default"
-    ]
-    (name, spec), = signature.structured_input_signature[1].items()
-    return lambda x: signature(**{name: tf.cast(x, spec.dtype)})["embeddings"]
+    loaded = tf.saved_model.load(str(resolve_version(encoder_or_path)))
+    (name, spec), = loaded.signatures["serving_default"].structured_input_signature[1].items()
+
+    def call(x):
+        # Reached through `loaded`, which the closure keeps alive: a signature alone does not,
+        # and once the loaded object is collected its variables are deleted with it.
+        return loaded.signatures["serving_default"](**{name: tf.cast(x, spec.dtype)})["embeddings"]
+
+    return call
 
 
 def embed(encoder_or_path, data, batch_size: int = 256) -> np.ndarray:
@@ -33,7 +42,29 @@ def embed(encoder_or_path, data, batch_size: int = 256) -> np.ndarray:
 
     `encoder_or_path` is a keras_ssl method, a Keras encoder, or an exported SavedModel folder.
     """
-    fn = tf.function(_as_callable(encoder_or_path), reduce_retracing=True)
+    return embed_with(embedding_function(encoder_or_path), data, batch_size)
+
+
+# One traced function per live model: every embed() of a model during a run (kNN monitor epochs,
+# evaluations, plots) reuses its graph instead of tracing a new one, while the weights it reads
+# go on changing.
+_TRACED = weakref.WeakKeyDictionary()
+
+
+def embedding_function(encoder_or_path):
+    """A traced function from a batch of raw inputs to embeddings; build it once, call it often."""
+    if isinstance(encoder_or_path, keras.Model):
+        if encoder_or_path not in _TRACED:
+            # A weak reference: the cached function must not keep its model (the key) alive.
+            model = weakref.ref(encoder_or_path)
+            _TRACED[encoder_or_path] = tf.function(lambda x: _as_callable(model())(x),
+                                                   reduce_retracing=True)
+        return _TRACED[encoder_or_path]
+    return tf.function(_as_callable(encoder_or_path), reduce_retracing=True)
+
+
+def embed_with(fn, data, batch_size: int = 256) -> np.ndarray:
+    """Embeddings `[N, D]` (float32) of `data` by `fn` (from `embedding_function`), in batches."""
     data = np.asarray(data)
     if len(data) == 0:
         raise KerasSSLError("embed() got no examples.")
@@ -81,8 +112,9 @@ def linear_probe(train_x, train_y, test_x, test_y, max_iter: int = 1000) -> floa
 def evaluate_encoder(encoder_or_path, x_train, y_train, x_test, y_test, k: int = 200,
                      batch_size: int = 256) -> dict[str, float]:
     """kNN and linear-probe accuracy of an encoder on a labelled train/test split."""
-    train = embed(encoder_or_path, x_train, batch_size)
-    test = embed(encoder_or_path, x_test, batch_size)
+    fn = embedding_function(encoder_or_path)  # one trace (and one SavedModel load) for both
+    train = embed_with(fn, x_train, batch_size)
+    test = embed_with(fn, x_test, batch_size)
     return {
         "knn_accuracy": knn_accuracy(train, y_train, test, y_test, k=k),
         "linear_probe_accuracy": linear_probe(train, y_train, test, y_test),

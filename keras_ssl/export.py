@@ -5,20 +5,27 @@ Layout written by `export_encoder(model, "saved_models/simclr")`:
     saved_models/simclr/
         1/                              <- a version TF Serving loads (integer name)
             saved_model.pb, variables/  <- serving_default: images uint8 [None,H,W,C] -> embeddings
+                                           (features float32 [None,F] for vector encoders,
+                                           text tf.string [None] for text encoders)
             assets.extra/encoder.keras  <- native Keras copy, for fine-tuning (load_encoder)
             assets.extra/export.json    <- what was exported: input kind, shapes, source model
+            assets.extra/tf_serving_warmup_requests  <- PredictRequests TF Serving replays on load
         2/ ...
 
 A version is written into a hidden temporary folder beside the versions, loaded back and checked,
 and only then renamed into place: TF Serving only picks up integer-named folders, and a rename is
-atomic, so a crash never leaves a half-written version for a server to load.
+atomic, so a crash never leaves a half-written version for a server to load. The temporary folder's
+name carries the host and process id (`.tmp-<version>-<host>-pid<pid>-*`); one left behind by an
+export that was killed (its process no longer runs on this host) is deleted by the next export.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -28,10 +35,12 @@ import tensorflow as tf
 
 from keras_ssl.augment import to_float_images
 from keras_ssl.errors import KerasSSLError
+from keras_ssl.serving import warmup_inputs, write_warmup_requests
 
 ENCODER_FILE = "encoder.keras"
 METADATA_FILE = "export.json"
-INPUT_NAMES = {"images": "images", "vectors": "features"}
+INPUT_NAMES = {"images": "images", "vectors": "features", "text": "text"}
+INPUT_DTYPES = {"images": tf.uint8, "vectors": tf.float32, "text": tf.string}
 
 
 @keras.saving.register_keras_serializable(package="keras_ssl")
@@ -81,6 +90,32 @@ def _next_version(base: Path) -> int:
     return max(versions, default=0) + 1
 
 
+def check_export_path(path) -> None:
+    """Fail now, before hours of training, when `path` cannot receive exported versions.
+
+    Nothing is left behind: writability is tested by creating and removing a temporary folder in
+    the nearest existing folder on the way to `path` (permission bits say nothing for root or on
+    read-only and virtual file systems).
+    """
+    base = Path(path)
+    if base.exists() and not base.is_dir():
+        _check_base_dir(base)  # the existing-file message
+    parent = base
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise KerasSSLError(
+            f"Cannot create the export folder {str(base)!r}: {str(parent)!r} is a file."
+        )
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".keras-ssl-write-test-", dir=parent))
+    except OSError as err:
+        raise KerasSSLError(
+            f"Cannot write the export folder {str(base)!r}: {str(parent)!r} is not writable "
+            f"({err.strerror}). Choose another --export path."
+        ) from err
+
+
 def _check_base_dir(base: Path) -> None:
     if base.exists() and not base.is_dir():
         raise KerasSSLError(
@@ -95,12 +130,18 @@ def _check_base_dir(base: Path) -> None:
         raise KerasSSLError(f"Export folder {str(base)!r} is not writable; choose another path.")
 
 
+def _input_kind(model: keras.Model) -> str:
+    """What a serving model takes: strings `[N]` (text), images `[N,H,W,C]` or vectors `[N,F]`."""
+    if model.inputs[0].dtype == "string":
+        return "text"
+    return "images" if len(model.input_shape) == 4 else "vectors"
+
+
 def _write_savedmodel(model: keras.Model, path: Path) -> dict:
-    kind = "images" if len(model.input_shape) == 4 else "vectors"
-    if kind == "images":
-        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.uint8, name="images")
-    else:
-        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name="features")
+    kind = _input_kind(model)
+    spec = tf.TensorSpec(
+        [None, *model.input_shape[1:]], INPUT_DTYPES[kind], name=INPUT_NAMES[kind]
+    )
 
     def serve(inputs):
         return {"embeddings": tf.cast(model(inputs, training=False), tf.float32)}
@@ -125,7 +166,9 @@ def validate_export(path, expected: np.ndarray | None = None, probe=None) -> Non
         raise KerasSSLError(f"{path} has no serving_default signature.")
     signature = loaded.signatures["serving_default"]
     (name, spec), = signature.structured_input_signature[1].items()
-    if probe is None:
+    if probe is None and spec.dtype == tf.string:
+        probe = np.array(["", "a probe sentence"], dtype=object)
+    elif probe is None:
         shape = [2 if d is None else d for d in spec.shape]
         probe = np.zeros(shape, spec.dtype.as_numpy_dtype)
     outputs = signature(**{name: tf.constant(probe)})
@@ -134,6 +177,11 @@ def validate_export(path, expected: np.ndarray | None = None, probe=None) -> Non
     embeddings = outputs["embeddings"].numpy()
     if embeddings.shape[0] != len(probe) or not np.all(np.isfinite(embeddings)):
         raise KerasSSLError(f"{path}: the exported encoder gave non-finite or misshapen embeddings.")
+    if expected is not None and embeddings.shape != np.shape(expected):
+        raise KerasSSLError(
+            f"{path}: the exported encoder gives embeddings of shape {embeddings.shape}, the "
+            f"in-memory one {np.shape(expected)}."
+        )
     if expected is not None and not np.allclose(embeddings, expected, rtol=1e-4, atol=1e-4):
         raise KerasSSLError(f"{path}: the exported encoder does not reproduce the in-memory one.")
 
@@ -151,7 +199,9 @@ def export_encoder(model, path="saved_models/encoder", version: int | None = Non
         The path of the new version folder.
 
     The signature `serving_default` takes `images` (uint8 `[None, H, W, C]`; conversion to float
-    happens inside) or `features` (float32 `[None, F]`) and returns `embeddings` (float32 `[None, D]`).
+    happens inside), `features` (float32 `[None, F]`) or `text` (tf.string `[None]`, for a
+    `MaskedLanguageModel`: tokenisation happens inside) and returns `embeddings` (float32
+    `[None, D]`).
     """
     base = Path(path)
     _check_base_dir(base)
@@ -163,7 +213,10 @@ def export_encoder(model, path="saved_models/encoder", version: int | None = Non
             "the next one."
         )
     serving = _serving_model_of(model)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
+    remove_stale_staging(base)
+    staging = Path(tempfile.mkdtemp(
+        prefix=f"{STAGING_PREFIX}{version}-{socket.gethostname()}-pid{os.getpid()}-", dir=base
+    ))
     try:
         metadata = _write_savedmodel(serving, staging)
         extra = staging / "assets.extra"
@@ -171,10 +224,26 @@ def export_encoder(model, path="saved_models/encoder", version: int | None = Non
         serving.save(extra / ENCODER_FILE)
         metadata["source"] = type(model).__name__
         (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+        spec = tf.TensorSpec(metadata["input_shape"], metadata["input_dtype"])
+        write_warmup_requests(staging, model_name=base.resolve().name,
+                              inputs=warmup_inputs(spec), input_name=metadata["input_name"])
         probe = _probe_batch(serving)
-        validate_export(staging, expected=serving.predict(probe, verbose=0), probe=probe)
+        expected = (
+            # Keras' predict() cannot batch NumPy strings; a direct call can.
+            serving(tf.constant(probe), training=False).numpy()
+            if metadata["input_kind"] == "text"
+            else serving.predict(probe, verbose=0)
+        )
+        validate_export(staging, expected=expected, probe=probe)
         _fsync_tree(staging)
-        os.rename(staging, final)
+        try:
+            os.rename(staging, final)
+        except OSError as err:  # another export wrote this version meanwhile
+            raise KerasSSLError(
+                f"Could not publish {final} ({err.strerror}): another export wrote that version "
+                "meanwhile. Export again to write the next version."
+            ) from err
+        _fsync_dir(base)  # make the rename itself durable
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -184,9 +253,56 @@ def export_encoder(model, path="saved_models/encoder", version: int | None = Non
 def _probe_batch(serving: keras.Model) -> np.ndarray:
     rng = np.random.default_rng(0)
     shape = (2, *serving.input_shape[1:])
+    if serving.inputs[0].dtype == "string":
+        return np.array(["The quick brown fox jumps over the lazy dog.", ""], dtype=object)
     if serving.inputs[0].dtype == "uint8":
         return rng.integers(0, 256, shape, dtype=np.uint8)
     return rng.standard_normal(shape).astype("float32")
+
+
+STAGING_PREFIX = ".tmp-"
+_STAGING_NAME = re.compile(r"\.tmp-\d+-(?P<host>.+)-pid(?P<pid>\d+)-[^/]+")
+
+
+def remove_stale_staging(base) -> list[Path]:
+    """Delete the temporary folders of killed exports in `base`; returns the deleted paths.
+
+    Only folders written from this host by a process that no longer runs are deleted: an export
+    still under way (here or on another host sharing the folder) keeps its folder. TF Serving
+    ignores these folders either way (their names are not integers).
+    """
+    removed = []
+    host = socket.gethostname()
+    for path in Path(base).glob(f"{STAGING_PREFIX}*"):
+        match = _STAGING_NAME.fullmatch(path.name)
+        if match is None or match["host"] != host or _process_alive(int(match["pid"])):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _fsync_tree(root: Path) -> None:

@@ -17,10 +17,11 @@ def _model(**kwargs):
 
 
 def test_loss_falls_on_a_fixed_batch(textured_images):
-    model = _model()
+    # Weak views of noise images: the network can learn to match them within a few steps.
+    model = _model(augmenter=keras_ssl.augment.weak(16, seed=1))
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     images = textured_images(32, size=16)
-    history = model.fit(images, batch_size=32, epochs=15, verbose=0)
+    history = model.fit(images, batch_size=32, epochs=20, verbose=0)
     losses = history.history["loss"]
     assert losses[-1] < losses[0] - 0.2, losses
     assert 0.0 <= history.history["contrastive_accuracy"][-1] <= 1.0

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from keras_ssl.errors import KerasSSLError
+from keras_ssl.replicas import replica_rows
 
 _FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
@@ -207,9 +208,14 @@ class ImageAugmentation(keras.layers.Layer):
         images = to_float_images(images)
         if not training or self.p == 0.0:
             return self.inference(images)
-        draws = keras.random.uniform(
-            [tf.shape(images)[0], 1 + self.draws_per_image], dtype="float32",
-            seed=self.seed_generator,
+        batch = images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
+        # Under tf.distribute each replica takes its own rows of the global batch's draws:
+        # replicas get different views, the same ones as one device on the global batch.
+        draws = replica_rows(
+            lambda n: keras.random.uniform(
+                [n, 1 + self.draws_per_image], dtype="float32", seed=self.seed_generator
+            ),
+            batch,
         )
         # uniform < 1.0 always holds, so p=1 applies the op to every image.
         apply = draws[:, 0] < self.p

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from keras_ssl.augment.base import _as_tensor, _dtype_name
 from keras_ssl.errors import KerasSSLError
+from keras_ssl.replicas import replica_rows
 
 
 def validate_vectors(x) -> None:
@@ -33,6 +34,13 @@ def validate_vectors(x) -> None:
             f"feature vectors have dtype {_dtype_name(dtype)}, but vector augmentation takes "
             "numbers (float or int). Encode them as numbers first, e.g. one-hot for categories."
         )
+
+
+def _per_example(features, draw):
+    """`draw(shape)` for the batch; under tf.distribute, this replica's rows of the global one."""
+    batch = features.shape[0] if features.shape[0] is not None else tf.shape(features)[0]
+    width = features.shape[1] if features.shape[1] is not None else tf.shape(features)[1]
+    return replica_rows(lambda n: draw([n, width]), batch)
 
 
 class _VectorAugmentation(keras.layers.Layer):
@@ -91,8 +99,11 @@ class FeatureNoise(_VectorAugmentation):
     def corrupt(self, features):
         if self.stddev == 0.0:
             return features
-        noise = keras.random.normal(tf.shape(features), stddev=self.stddev, dtype="float32",
-                                    seed=self.seed_generator)
+        noise = _per_example(
+            features,
+            lambda shape: keras.random.normal(shape, stddev=self.stddev, dtype="float32",
+                                              seed=self.seed_generator),
+        )
         return features + noise
 
     def get_config(self):
@@ -129,8 +140,10 @@ class FeatureMask(_VectorAugmentation):
     def corrupt(self, features):
         if self.rate == 0.0:
             return features
-        keep = keras.random.uniform(tf.shape(features), dtype="float32",
-                                    seed=self.seed_generator) >= self.rate
+        keep = _per_example(
+            features,
+            lambda shape: keras.random.uniform(shape, dtype="float32", seed=self.seed_generator),
+        ) >= self.rate
         return tf.where(keep, features, tf.zeros_like(features))
 
     def get_config(self):

@@ -15,6 +15,7 @@ from keras.src.losses.loss import scale_loss_for_distribution
 
 from keras_ssl.augment import to_float_images
 from keras_ssl.errors import KerasSSLError
+from keras_ssl.replicas import ReplicaSeedGenerator
 
 # Random crops of a few pixels carry no content, and every encoder halves the resolution 3 times.
 MIN_IMAGE_SIZE = 8
@@ -27,32 +28,53 @@ class SelfSupervisedModel(keras.Model):
         encoder: a `keras.Model` from inputs to a `[N, D]` feature vector. This is what gets exported.
         augmenter: a Keras layer making random views in the graph (`None`: the method's default).
         seed: seed for the method's random ops (augmentation, masks, pretext labels).
+        probe_classes: number of classes of an online linear probe (None: no probe). When set
+            and a batch carries labels (`data.train_dataset(batch_size, labels=True)`), a Dense
+            classifier is trained inside `train_step` on the encoder's detached features of the
+            un-augmented inputs and reported as `probe_accuracy` (and `val_probe_accuracy` on
+            labelled validation data), as keras-io's SimCLR example does. It has its own Adam
+            optimizer, never trains the encoder and is not exported; labels must lie in
+            [0, probe_classes).
+        probe_learning_rate: learning rate of the probe's optimizer.
 
     Subclasses set:
         input_kinds: the kinds of data the method can learn from ("images", "vectors", "text").
         needs_labels: True when the loss uses class labels (SupCon, triplet).
+        encoder_output_rank: 2 for `[N, D]` encoders, 3 for per-position `[N, L, D]` ones.
     """
 
     input_kinds: tuple[str, ...] = ("images",)
     needs_labels: bool = False
+    # 2: the encoder gives one feature vector per example [N, D]; 3: per-position features
+    # [N, L, D] of a sequence encoder (the masked language model pools them into [N, D]).
+    encoder_output_rank: int = 2
 
-    def __init__(self, encoder: keras.Model, augmenter=None, seed: int | None = None, **kwargs):
+    def __init__(self, encoder: keras.Model, augmenter=None, seed: int | None = None,
+                 probe_classes: int | None = None, probe_learning_rate: float = 1e-2, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(encoder, keras.Model):
             raise KerasSSLError(
                 f"encoder must be a keras.Model from inputs to feature vectors, got "
                 f"{type(encoder).__name__}. Build one with keras_ssl.encoders (e.g. ConvNet(...))."
             )
-        if len(encoder.outputs or []) != 1 or len(encoder.output_shape) != 2:
+        rank = self.encoder_output_rank
+        if len(encoder.outputs or []) != 1 or len(encoder.output_shape) != rank:
             raise KerasSSLError(
-                f"encoder must output one [batch, features] tensor, but its output shape is "
-                f"{encoder.output_shape}. End it with a pooling or Flatten layer."
+                f"{type(self).__name__}'s encoder must output one "
+                f"{'[batch, features]' if rank == 2 else '[batch, length, features]'} tensor, but "
+                f"its output shape is {encoder.output_shape}. "
+                + (
+                    "End it with a pooling or Flatten layer." if rank == 2 else
+                    "Return per-position features (e.g. return_sequences=True), not one vector."
+                )
             )
         self.encoder = encoder
         self.augmenter = augmenter
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        # Masks, puzzles and shuffles drawn from it differ between tf.distribute replicas.
+        self.seed_generator = ReplicaSeedGenerator(seed)
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        self._init_probe(probe_classes, probe_learning_rate)
 
     # ----- what a method provides -------------------------------------------------------------
     def compute_ssl_loss(self, inputs, labels, training: bool):
@@ -83,7 +105,7 @@ class SelfSupervisedModel(keras.Model):
     @property
     def metrics(self):
         # Listing them here makes Keras reset them at each epoch.
-        return [self.loss_tracker, *self.method_metrics()]
+        return [self.loss_tracker, *self.method_metrics(), *self.probe_metrics]
 
     def call(self, inputs, training=False):
         """Embeddings of a batch: the encoder applied to preprocessed inputs."""
@@ -106,24 +128,100 @@ class SelfSupervisedModel(keras.Model):
             # across replicas average, then let a LossScaleOptimizer scale for float16.
             scaled = self.optimizer.scale_loss(scale_loss_for_distribution(loss))
         variables = self.trainable_variables
+        if self.probe is not None:
+            # The probe has its own optimizer (train_probe); the method's never touches it.
+            probe_variables = {id(v) for v in self.probe.trainable_variables}
+            variables = [v for v in variables if id(v) not in probe_variables]
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply(gradients, variables)
         self.after_train_step()
+        self.train_probe(inputs, labels)
         self.loss_tracker.update_state(loss)
-        return self._results()
+        return self._results(with_probe=labels is not None)
 
     def test_step(self, data):
         inputs, labels = self._unpack(data)
         loss = self.compute_ssl_loss(inputs, labels, training=False)
+        self.probe_loss(inputs, labels, training=False)
         self.loss_tracker.update_state(loss)
-        return self._results()
+        return self._results(with_probe=labels is not None)
 
     def predict_step(self, data):
         inputs, _ = self._unpack(data)
         return self(inputs, training=False)
 
-    def _results(self):
-        return {metric.name: metric.result() for metric in self.metrics}
+    def _results(self, with_probe: bool = True):
+        skip = () if with_probe else self.probe_metrics
+        return {metric.name: metric.result() for metric in self.metrics if metric not in skip}
+
+    # ----- online linear probe ----------------------------------------------------------------
+    def _init_probe(self, probe_classes, probe_learning_rate) -> None:
+        if probe_classes is not None and (
+            isinstance(probe_classes, bool) or not isinstance(probe_classes, int)
+            or probe_classes < 2
+        ):
+            raise KerasSSLError(
+                f"probe_classes must be the number of classes (an integer of 2 or more) or None, "
+                f"got {probe_classes!r}."
+            )
+        self.probe_classes = probe_classes
+        self.probe_learning_rate = probe_learning_rate
+        self.probe = None
+        if probe_classes is not None:
+            # Batch norm without scale or shift standardises the features, as MAE's linear probe
+            # does: raw features share a large common offset that slows a linear classifier
+            # down. Built now: variables must exist before fit traces the step.
+            self.probe = keras.Sequential(
+                [
+                    keras.Input((self.feature_dim,)),
+                    # Momentum 0.9: the features drift while the encoder trains; the statistics
+                    # that evaluation uses must keep up.
+                    keras.layers.BatchNormalization(center=False, scale=False, momentum=0.9,
+                                                    name="probe_bn"),
+                    keras.layers.Dense(probe_classes, name="probe_logits"),
+                ],
+                name="linear_probe",
+            )
+            # A linear classifier learns slowly at the method's learning rate and would starve at
+            # the end of its decay; it gets its own constant-rate Adam, as in keras-io's example.
+            self.probe_optimizer = keras.optimizers.Adam(probe_learning_rate, name="probe_adam")
+            self.probe_optimizer.build(self.probe.trainable_variables)
+            self.probe_loss_tracker = keras.metrics.Mean(name="probe_loss")
+            self.probe_accuracy = keras.metrics.SparseCategoricalAccuracy(name="probe_accuracy")
+
+    @property
+    def probe_metrics(self) -> list[keras.metrics.Metric]:
+        if self.probe is None:
+            return []
+        return [self.probe_loss_tracker, self.probe_accuracy]
+
+    def probe_loss(self, inputs, labels, training: bool = False):
+        """Cross-entropy of the online linear probe on this batch (0 without probe or labels).
+
+        The probe reads the encoder's features of the un-augmented inputs in inference mode
+        (the encoder's batch-norm statistics untouched) through `stop_gradient`, so it measures
+        the representation as it is and its gradient never reaches the encoder.
+        """
+        if self.probe is None or labels is None:
+            return tf.constant(0.0)
+        features = tf.stop_gradient(self.call(inputs, training=False))
+        logits = tf.cast(self.probe(features, training=training), "float32")
+        labels = tf.reshape(tf.cast(labels, "int32"), [-1])
+        loss = tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        )
+        self.probe_loss_tracker.update_state(loss)
+        self.probe_accuracy.update_state(labels, logits)
+        return loss
+
+    def train_probe(self, inputs, labels) -> None:
+        """One optimizer step of the online linear probe (nothing without a probe or labels)."""
+        if self.probe is None or labels is None:
+            return
+        variables = self.probe.trainable_variables
+        with tf.GradientTape() as tape:
+            loss = scale_loss_for_distribution(self.probe_loss(inputs, labels, training=True))
+        self.probe_optimizer.apply(tape.gradient(loss, variables), variables)
 
     def _unpack(self, data):
         """Split a batch into (inputs, labels) and check it before the first step runs."""
@@ -151,6 +249,12 @@ class SelfSupervisedModel(keras.Model):
         expected = self.encoder.input_shape
         shape = inputs.shape
         if self.input_kind == "images":
+            dtype = tf.as_dtype(inputs.dtype)
+            if dtype != tf.uint8 and not dtype.is_floating:
+                raise KerasSSLError(
+                    f"{name} takes uint8 images (0-255) or float images in [0, 1], got dtype "
+                    f"{dtype.name}. Cast them first: x.astype('uint8') if the values are 0-255."
+                )
             if shape.rank != 4:
                 raise KerasSSLError(
                     f"{name} takes image batches [N, H, W, C], got shape {shape}. "
@@ -196,6 +300,8 @@ class SelfSupervisedModel(keras.Model):
             "encoder": keras.saving.serialize_keras_object(self.encoder),
             "augmenter": keras.saving.serialize_keras_object(self.augmenter),
             "seed": self.seed,
+            "probe_classes": self.probe_classes,
+            "probe_learning_rate": self.probe_learning_rate,
         }
 
     @classmethod

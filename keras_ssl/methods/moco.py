@@ -1,0 +1,304 @@
+"""MoCo v2 (He et al. 2020; Chen et al. 2020): a momentum key encoder and a queue of negatives."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_ssl import augment, heads, losses
+from keras_ssl.errors import KerasSSLError
+from keras_ssl.methods.base import SelfSupervisedModel
+from keras_ssl.methods.registry import register_method
+
+
+def momentum_copy(model: keras.Model, name: str) -> keras.Model:
+    """An exact copy of `model` (same layers, same weights) whose variables get no gradients.
+
+    The copy's *layers* stay trainable, so its BatchNormalization layers still normalise with the
+    statistics of the batch in training mode; only its *variables* are flagged non-trainable, which
+    keeps them out of `trainable_variables` and so out of the optimizer.
+    """
+    try:
+        copy = keras.models.clone_model(model)
+    except Exception as err:  # subclassed models without get_config cannot be cloned
+        raise KerasSSLError(
+            f"MoCo copies the encoder with keras.models.clone_model, which failed on "
+            f"{model.name!r} ({type(err).__name__}: {err}). Use a functional or Sequential "
+            "encoder (keras_ssl.encoders builds functional ones)."
+        ) from err
+    if [w.shape for w in copy.weights] != [w.shape for w in model.weights]:
+        raise KerasSSLError(
+            f"keras.models.clone_model({model.name!r}) did not reproduce its weights; use a "
+            "functional or Sequential encoder."
+        )
+    copy.set_weights(model.get_weights())
+    copy.name = name
+    for variable in copy.weights:
+        variable.trainable = False
+    return copy
+
+
+class _RandomUnitRows(keras.initializers.Initializer):
+    """Gaussian rows scaled to unit L2 norm: the queue's initial negatives, as in MoCo."""
+
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        rows = keras.random.normal(shape, dtype=dtype or "float32", seed=self.seed)
+        return rows / keras.ops.norm(rows, axis=-1, keepdims=True)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+@register_method("moco")
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class MoCo(SelfSupervisedModel):
+    """MoCo v2: InfoNCE between queries and momentum-encoded keys, against a queue of old keys.
+
+    Each example gets two views. The query encoder (`encoder` + an MLP projection head, trained by
+    gradient descent) embeds the first; the key encoder (a copy of both, never given gradients)
+    embeds the second. For query q_n the positive is its own key k_n (logit column 0) and the
+    negatives are the `queue_size` keys of earlier batches held in `queue`
+    (`losses.info_nce`, temperature 0.2 in MoCo v2).
+
+    - **Key encoder.** Made at construction as an exact copy of the encoder and the projection head
+      (`keras.models.clone_model` + their weights). Its variables are non-trainable; after every
+      optimizer step `after_train_step` moves each of them towards its query counterpart,
+      k <- m k + (1 - m) q, for every *trainable* query weight (kernels, biases, BatchNorm gamma
+      and beta). The key encoder's BatchNorm moving statistics are not averaged: as in the
+      reference implementation (which averages `parameters()`, not buffers), they track the key
+      encoder's own activations from its forward passes, which is what its inference mode (used by
+      `evaluate`/`test_step`) needs. Call `sync_key_encoder()` after changing the encoder's
+      weights by hand.
+    - **Queue.** A non-trainable `[queue_size, projection_dim]` variable of L2-normalised keys
+      (random unit vectors at first) and a pointer variable; both are saved with the model's weights
+      and in checkpoints. After computing the loss of a training batch its keys overwrite the
+      oldest rows, rows `(pointer + i) % queue_size`, in one scatter inside the compiled step; a
+      queue size that the batch does not divide simply wraps around. Under `tf.distribute` the
+      keys of all replicas are gathered (`ReplicaContext.all_gather`, in replica order) before the
+      update, so every replica's queue stays identical and equals that of one device on the global
+      batch. A queue smaller than the global batch is refused before training.
+    - **BatchNorm leak.** With BatchNorm, a query and its positive key computed in batches of the
+      same images can be matched through the batch statistics instead of their content (MoCo's
+      "cheating"; the paper's fix is shuffle-BN across GPUs). Here it is emulated on every device
+      as in the MoCo CIFAR-10 demo's SplitBatchNorm: in training, queries are encoded in
+      `bn_splits` consecutive sub-batches and keys in `bn_splits` sub-batches of a random
+      permutation of the batch (then put back in order), so each sub-batch gets its own
+      BatchNorm statistics and a query and its key are normalised with different sets of images.
+      Keras' BatchNormalization has no virtual batches, so this is `bn_splits` forward passes of
+      `batch / bn_splits` examples each (same arithmetic, and the moving statistics are updated
+      once per sub-batch). Under `tf.distribute` it happens inside each replica's batch; keys are
+      not shuffled across replicas. `bn_splits=1` turns it off (merely permuting one full batch
+      would change nothing: its statistics are the same). SyncBN is not used.
+
+    Args:
+        encoder: image (or vector) encoder to pretrain; functional or Sequential (it is cloned).
+        augmenter: view maker; default `augment.moco_v2(image_size)` (or `augment.vectors()`).
+        queue_size: number of negative keys K; at least the global batch size.
+        momentum: m of the key encoder's moving average, in [0, 1] (0.999 in the paper for
+            ImageNet's 5,000 steps per epoch; 0.99 suits short runs).
+        temperature: InfoNCE temperature (0.2 in MoCo v2).
+        projection_dim: output size of the MLP projection head and of the queue's rows.
+        bn_splits: BatchNorm sub-batches per step (see above); the batch must hold at least
+            2 examples per split.
+        seed: seed for the views, the key shuffle and the initial queue.
+
+    Example:
+    >>> import numpy as np, keras_ssl
+    >>> encoder = keras_ssl.encoders.ConvNet((32, 32, 1), width=8)
+    >>> model = keras_ssl.MoCo(encoder, queue_size=64, projection_dim=16)
+    >>> model.compile(optimizer="adam")
+    >>> images = np.random.randint(0, 256, (32, 32, 32, 1), dtype="uint8")
+    >>> history = model.fit(images, batch_size=16, epochs=1, verbose=0)
+    >>> sorted(history.history), int(model.queue_pointer.numpy())
+    (['contrastive_accuracy', 'loss'], 32)
+    """
+
+    input_kinds = ("images", "vectors")
+    min_batch_size = 2
+
+    def __init__(self, encoder, augmenter=None, queue_size=4096, momentum=0.99, temperature=0.2,
+                 projection_dim=128, bn_splits=2, seed=None, **kwargs):
+        super().__init__(encoder, augmenter, seed=seed, **kwargs)
+        losses.check_temperature(temperature)
+        for name, value, low in (("queue_size", queue_size, 1), ("projection_dim", projection_dim, 1),
+                                 ("bn_splits", bn_splits, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise KerasSSLError(f"{name} must be an integer >= {low}, got {value!r}.")
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not (
+            0.0 <= momentum <= 1.0
+        ):
+            raise KerasSSLError(
+                f"momentum must be a number in [0, 1], got {momentum!r}. Use e.g. 0.99 (0.999 for "
+                "long runs): the key encoder follows the query encoder slowly."
+            )
+        if self.augmenter is None:
+            self.augmenter = (
+                augment.moco_v2(self.image_size, seed=seed)
+                if self.input_kind == "images"
+                else augment.vectors(seed=seed)
+            )
+        self.queue_size = queue_size
+        self.momentum = float(momentum)
+        self.temperature = temperature
+        self.projection_dim = projection_dim
+        self.bn_splits = bn_splits
+        self.min_batch_size = max(2, 2 * bn_splits)
+        self.projector = heads.projection_head(self.feature_dim, projection_dim)
+        self.key_encoder = momentum_copy(self.encoder, f"key_{self.encoder.name}")
+        self.key_projector = momentum_copy(self.projector, "key_projection_head")
+        self.queue = self.add_weight(
+            shape=(queue_size, projection_dim), initializer=_RandomUnitRows(seed),
+            trainable=False, name="queue",
+        )
+        self.queue_pointer = self.add_weight(
+            shape=(), dtype="int32", initializer="zeros", trainable=False, name="queue_pointer"
+        )
+        self.accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")
+        # Every variable exists now; fit() never calls the model, so say so for save_weights().
+        self.built = True
+
+    # ----- what the optimizer sees ------------------------------------------------------------
+    # The key variables are flagged non-trainable in `momentum_copy`; they are filtered here too,
+    # so that `model.trainable = True` (which re-flags every variable) cannot hand them to the
+    # optimizer.
+    def _key_variables(self):
+        return self.key_encoder.weights + self.key_projector.weights
+
+    def _without_keys(self, variables):
+        keys = {id(v) for v in self._key_variables()}
+        return [v for v in variables if id(v) not in keys]
+
+    def _with_keys(self, variables):
+        ids = {id(v) for v in variables}
+        return variables + [v for v in self._key_variables() if id(v) not in ids]
+
+    @property
+    def trainable_weights(self):
+        return self._without_keys(super().trainable_weights)
+
+    @property
+    def trainable_variables(self):
+        return self._without_keys(super().trainable_variables)
+
+    @property
+    def non_trainable_weights(self):
+        return self._with_keys(super().non_trainable_weights)
+
+    @property
+    def non_trainable_variables(self):
+        return self._with_keys(super().non_trainable_variables)
+
+    def method_metrics(self):
+        return [self.accuracy_tracker]
+
+    # ----- the step -----------------------------------------------------------------------------
+    def compute_ssl_loss(self, inputs, labels, training):
+        """InfoNCE of the batch; in training it also enqueues the batch's keys."""
+        # Views are random in evaluation too: the validation loss measures the same task.
+        query_view = self.augmenter(inputs, training=True)
+        key_view = self.augmenter(inputs, training=True)
+        queries = self._encode(self.encoder, self.projector, query_view, training, shuffle=False)
+        keys = tf.stop_gradient(
+            self._encode(self.key_encoder, self.key_projector, key_view, training, shuffle=True)
+        )
+        keys = tf.math.l2_normalize(tf.cast(keys, "float32"), axis=-1)
+        # Read the queue before the enqueue below overwrites it (ops on one variable run in
+        # program order inside a tf.function).
+        queue = tf.convert_to_tensor(self.queue)
+        loss, accuracy = losses.info_nce(queries, keys, queue, self.temperature,
+                                         return_accuracy=True)
+        if training:
+            self._enqueue(keys)
+        self.accuracy_tracker.update_state(accuracy)
+        return loss
+
+    def after_train_step(self):
+        """Momentum update of the key encoder: k <- m k + (1 - m) q, after the optimizer step."""
+        m = self.momentum
+        for key, query in self._momentum_pairs():
+            key.assign(m * key + (1.0 - m) * query)
+
+    def sync_key_encoder(self) -> None:
+        """Copy every query weight (BatchNorm statistics included) into the key encoder."""
+        for key_model, query_model in self._key_query_models():
+            key_model.set_weights(query_model.get_weights())
+
+    # ----- helpers ------------------------------------------------------------------------------
+    def _key_query_models(self):
+        return ((self.key_encoder, self.encoder), (self.key_projector, self.projector))
+
+    def _momentum_pairs(self):
+        """(key variable, query variable) for every trainable query weight."""
+        pairs = []
+        for key_model, query_model in self._key_query_models():
+            trainable = {id(v) for v in query_model.trainable_weights}
+            pairs += [
+                (k, q) for k, q in zip(key_model.weights, query_model.weights, strict=True)
+                if id(q) in trainable
+            ]
+        return pairs
+
+    def _encode(self, encoder, projector, x, training, shuffle):
+        """Projections of `x`; in training, in `bn_splits` BatchNorm sub-batches (see the class)."""
+        splits = self.bn_splits if training else 1
+        if splits == 1:
+            return projector(encoder(x, training=training), training=training)
+        batch = tf.shape(x)[0]
+        if shuffle:
+            order = tf.argsort(keras.random.uniform([batch], seed=self.seed_generator))
+            x = tf.gather(x, order)
+        static = x.shape[0]
+        if static is not None:
+            sizes = [(static * (i + 1)) // splits - (static * i) // splits for i in range(splits)]
+        else:
+            bounds = (batch * tf.range(splits + 1)) // splits
+            sizes = bounds[1:] - bounds[:-1]
+        parts = tf.split(x, sizes, num=splits)
+        z = tf.concat(
+            [projector(encoder(part, training=training), training=training) for part in parts],
+            axis=0,
+        )
+        if shuffle:
+            z = tf.gather(z, tf.argsort(order))  # undo the permutation: row n is example n again
+        return z
+
+    def _enqueue(self, keys):
+        """Write the (globally gathered) keys over the oldest queue rows, wrapping around."""
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            keys = context.all_gather(keys, axis=0)
+        keys = tf.cast(keys, self.queue.dtype)
+        pointer = tf.convert_to_tensor(self.queue_pointer)
+        count = tf.shape(keys)[0]
+        rows = (pointer + tf.range(count)) % self.queue_size
+        self.queue.assign(
+            tf.tensor_scatter_nd_update(tf.convert_to_tensor(self.queue), rows[:, None], keys)
+        )
+        self.queue_pointer.assign((pointer + count) % self.queue_size)
+
+    def check_inputs(self, inputs, labels) -> None:
+        super().check_inputs(inputs, labels)
+        local = inputs.shape[0]
+        if local is None:
+            return
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        if local * replicas > self.queue_size:
+            raise KerasSSLError(
+                f"MoCo's queue_size ({self.queue_size}) is smaller than the global batch "
+                f"({local * replicas} = {local} x {replicas} replica(s)): each step enqueues the "
+                "whole batch of keys. Raise queue_size (e.g. 16x the batch) or lower the batch size."
+            )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "queue_size": self.queue_size,
+            "momentum": self.momentum,
+            "temperature": self.temperature,
+            "projection_dim": self.projection_dim,
+            "bn_splits": self.bn_splits,
+        }
