@@ -33,6 +33,7 @@ from keras_ssl.methods import (  # noqa: E402
 )
 from keras_ssl import evaluate  # noqa: E402
 from keras_ssl import callbacks, plot, serving, training  # noqa: E402
+from keras_ssl import checkpoint, guards  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
@@ -49,9 +50,11 @@ __all__ = [
     "Triplet",
     "augment",
     "callbacks",
+    "checkpoint",
     "data",
     "encoders",
     "evaluate",
+    "guards",
     "export_encoder",
     "heads",
     "load_encoder",

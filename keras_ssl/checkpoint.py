@@ -374,7 +374,10 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             self._save(logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.position = Position(epoch + 1, 0)
+        # An epoch cut short by another callback (stop_training mid-epoch) is saved as the
+        # mid-epoch position it is, so that resuming runs the rest of it.
+        if not self._steps or self.position.step >= self._steps:
+            self.position = Position(epoch + 1, 0)
         self._save(logs)
         if self._partial_epoch_stop:
             self._partial_epoch_stop = False
@@ -399,7 +402,9 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self._write_run_file(self._fingerprint_dict)
         self._epoch_var.assign(self.position.epoch)
         self._step_var.assign(self.position.step)
-        self._manager.save(checkpoint_number=self._global_step())
+        # Numbered by global step when the epoch length is known; else by the save counter, so
+        # that a number never names two checkpoints.
+        self._manager.save(checkpoint_number=self._global_step() if self._steps else None)
         self.last_saved = self.position
 
 

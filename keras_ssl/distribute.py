@@ -42,9 +42,11 @@ from keras_ssl.errors import KerasSSLError
 
 __all__ = [
     "STRATEGIES",
+    "in_multi_worker_mode",
     "is_chief",
     "make_strategy",
     "num_workers",
+    "reducible_logs",
     "sync_batchnorm",
     "tf_config",
     "use_logical_cpus",
@@ -232,3 +234,25 @@ def sync_batchnorm(model: keras.Model) -> int:
         # A step traced before would keep per-replica statistics.
         model.make_train_function(force=True)
     return count
+
+
+def in_multi_worker_mode(strategy: tf.distribute.Strategy | None = None) -> bool:
+    """Whether `strategy` (default: the current one) spans several worker processes."""
+    strategy = strategy or tf.distribute.get_strategy()
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        strategy.extended._in_multi_worker_mode()
+    )
+
+
+def reducible_logs(logs: dict, strategy: tf.distribute.Strategy | None = None) -> dict:
+    """A `train_step`'s scalar results shaped so that Keras can reduce them across workers.
+
+    Keras 3.15 reduces a step's results under a multi-worker strategy with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars ("Invalid reduction dimension
+    0 for input with 0 dimensions", tensorflow/tensorflow#72388). Shaped `[1]`, each value reduces
+    to the scalar mean over the replicas. Elsewhere the logs are returned unchanged.
+    """
+    if not in_multi_worker_mode(strategy):
+        return logs
+    return {name: tf.reshape(value, [-1]) if value.shape.rank == 0 else value
+            for name, value in logs.items()}

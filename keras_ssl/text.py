@@ -49,6 +49,7 @@ __all__ = [
     "OOV_ID",
     "PAD_ID",
     "TextData",
+    "is_text_source",
     "load",
     "make_vectorizer",
     "split_into_examples",
@@ -108,6 +109,10 @@ class TextData:
     has_labels = False
     num_classes = None
 
+    def __post_init__(self):
+        # Read once, eagerly: vocabulary_size() gives a symbolic tensor inside a tf.function.
+        self._vocab_size = int(self.vectorizer.vocabulary_size())
+
     @property
     def input_shape(self) -> tuple[int]:
         return (int(self.x_train.shape[1]),)
@@ -119,7 +124,7 @@ class TextData:
     @property
     def vocab_size(self) -> int:
         """The number of token ids (padding, OOV and [mask] included)."""
-        return int(self.vectorizer.vocabulary_size())
+        return self._vocab_size
 
     mask_token_id = MASK_TOKEN_ID
     first_token_id = FIRST_TOKEN_ID
@@ -360,6 +365,26 @@ def _vectorize_examples(vectorizer, texts):
     ids = vectorize(vectorizer, texts)
     keep = (ids != PAD_ID).sum(axis=1) >= MIN_EXAMPLE_TOKENS
     return [t for t, k in zip(texts, keep, strict=True) if k], ids[keep]
+
+
+def is_text_source(source) -> bool:
+    """Whether `source` names text on sight: "pydoc", a `.txt` file, or a folder of only text.
+
+    Cheap (no tensorflow-datasets look-up): lets callers point image or vector methods that are
+    given text at a text method before loading anything.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    name = os.fspath(source)
+    if name == "pydoc":
+        return True
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path.suffix.lower() == ".txt"
+    if path.is_dir():
+        suffixes = {p.suffix.lower() for p in path.rglob("*") if p.is_file()}
+        return ".txt" in suffixes and not suffixes & set(data_lib.IMAGE_EXTENSIONS)
+    return False
 
 
 def _pydoc_documents() -> list[str]:

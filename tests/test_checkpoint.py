@@ -271,6 +271,44 @@ def test_every_method_resumes_exactly_with_xla(name, tmp_path):
     _resume_matches_uninterrupted(name, tmp_path, jit_compile=True)
 
 
+class _StopAt(keras.callbacks.Callback):
+    """Another callback that ends training in the middle of an epoch (e.g. a time limit)."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.seen = at, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at:
+            self.model.stop_training = True
+
+
+def test_a_run_stopped_mid_epoch_by_another_callback_resumes_the_rest_of_that_epoch(
+        tmp_path, capsys):
+    def regression():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu"),
+                                  keras.layers.Dropout(0.3), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+        return model
+
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
+    y = x @ np.array([[1.0], [-2.0], [0.5]], "float32")
+    run = dict(batch_size=8, epochs=3, seed=1, verbose=0)
+    reference = regression()
+    fit_resumable(reference, x, y, **run)
+    stopped = regression()
+    history = fit_resumable(stopped, x, y, checkpoint_dir=tmp_path, callbacks=[_StopAt(8)], **run)
+    assert history.epoch == [0, 1]  # the second epoch was cut after 3 of its 5 steps
+    resumed = regression()
+    fit_resumable(resumed, x, y, checkpoint_dir=tmp_path, **run)
+    assert "epoch 2 of 3, after step 3 of 5 (8 steps done)" in capsys.readouterr().out
+    for a, b in zip(reference.variables + reference.optimizer.variables,
+                    resumed.variables + resumed.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_checkpoint_of_another_run_is_refused_and_left_alone(tmp_path):
     model, x, _ = _method("rotnet")
     fit_resumable(model, x, batch_size=8, epochs=1, seed=0, checkpoint_dir=tmp_path, verbose=0)

@@ -59,7 +59,7 @@ def _make_workspace(root: Path) -> Path:
     np.savez(root / "range.npz", x=np.full((4, 16, 16, 1), 300.0, np.float32))
     (root / "corrupt.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
     (root / "no_images").mkdir()
-    (root / "no_images" / "readme.txt").write_text("notes")
+    (root / "no_images" / "notes.md").write_text("notes")
     (root / "mixed_sizes" / "cats").mkdir(parents=True)
     Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(root / "mixed_sizes/cats/a.png")
     Image.fromarray(rng.integers(0, 256, (20, 16), dtype=np.uint8)).save(root / "mixed_sizes/cats/b.png")

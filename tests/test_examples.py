@@ -76,7 +76,10 @@ def quick_runs(tmp_path_factory):
     result = subprocess.run([sys.executable, str(script), json.dumps(runs)], cwd=folder, env=env,
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((folder / "results.json").read_text()), folder
+    results = json.loads((folder / "results.json").read_text())
+    # Seen with `pytest -s`: how long each quick mode took.
+    print("".join(f"\n  {name}: {r['seconds']:.1f} s" for name, r in results.items()))
+    return results, folder
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -213,7 +213,7 @@ def test_load_pydoc_and_max_examples():
     [
         ([""], {}, "the text is empty"),
         (["   \n\n  "], {}, "the text is empty"),
-        (["a b a b the a b c"] * 20, {}, "only 3 distinct word"),
+        (["a b a b the a b c"] * 20, {}, "only 4 distinct word"),
         (["word" + str(i) for i in range(100)], dict(vocab_size=4), "vocab_size must be"),
         ("digits", {}, "holds images, not text"),
         ("./no/such/file.txt", {}, "No such file or folder"),
@@ -248,35 +248,58 @@ def test_tfds_text_through_the_mock_and_not_prepared_fails_fast(tmp_path):
 
 
 # ----- the model ------------------------------------------------------------------------------------
-def test_fit_with_jit_compile_and_model_errors(pydoc_small):
-    model = MaskedLanguageModel(_tiny_transformer(pydoc_small), pydoc_small.vocab_size,
-                                vectorizer=pydoc_small.vectorizer, seed=0)
+@pytest.fixture(scope="module")
+def tiny_text():
+    """A small vocabulary and short sequences: XLA compiles the step in seconds."""
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(40)]
+    documents = [" ".join(rng.choice(words, 60)) for _ in range(10)]
+    return text.load(documents, sequence_length=12, test_fraction=0.1)
+
+
+@pytest.mark.parametrize(
+    "kind", ["transformer", pytest.param("lstm", marks=pytest.mark.slow)]
+)
+def test_the_step_compiles_with_xla(tiny_text, kind):
+    if kind == "transformer":
+        encoder = _tiny_transformer(tiny_text, embed_dim=8, ff_dim=16)
+    else:
+        encoder = encoders.LSTMEncoder(tiny_text.vocab_size, embed_dim=8, units=4,
+                                       sequence_length=tiny_text.sequence_length)
+    # With its vectorizer: a model holding a TextVectorization layer would silently lose XLA.
+    model = MaskedLanguageModel(encoder, tiny_text.vocab_size, vectorizer=tiny_text.vectorizer,
+                                seed=0)
     model.compile(optimizer="adam", jit_compile=True)
-    history = model.fit(pydoc_small.train_dataset(32).take(3), epochs=1, verbose=0)
+    history = model.fit(tiny_text.train_dataset(8).take(2), epochs=1, verbose=0)
     assert model.jit_compile is True
     assert sorted(history.history) == ["loss", "masked_token_accuracy"]
     assert np.isfinite(history.history["loss"][0])
-    with pytest.raises(KerasSSLError, match="not strings"):
-        model.fit(tf.data.Dataset.from_tensor_slices(["a b c"] * 4).batch(2), verbose=0)
-    with pytest.raises(KerasSSLError, match="look like images"):
-        model.fit(np.zeros((4, 8, 8, 1), "uint8"), batch_size=2, verbose=0)
-    with pytest.raises(KerasSSLError, match="sequences of 32 token ids"):
-        model.fit(np.ones((4, 16), "int32") * 5, batch_size=2, verbose=0)
+
+
+def test_model_errors_say_how_to_fix(tiny_text):
+    def model(**kwargs):
+        return MaskedLanguageModel(_tiny_transformer(tiny_text, embed_dim=8, ff_dim=16),
+                                   tiny_text.vocab_size, **kwargs)
+
+    for data, message in [
+        (tf.data.Dataset.from_tensor_slices(["a b c"] * 4).batch(2), "not strings"),
+        (np.zeros((4, 8, 8, 1), "uint8"), "look like images"),
+        (np.ones((4, 16), "int32") * 5, "sequences of 12 token ids"),
+    ]:
+        fresh = model()
+        fresh.compile(optimizer="adam")
+        with pytest.raises(KerasSSLError, match=message):
+            fresh.fit(data, verbose=0)
     with pytest.raises(KerasSSLError, match=r"\[batch, length, features\]"):
         MaskedLanguageModel(encoders.MLP(32), 100)
     with pytest.raises(KerasSSLError, match="vectorizer has"):
-        MaskedLanguageModel(_tiny_transformer(pydoc_small), 100, vectorizer=pydoc_small.vectorizer)
+        MaskedLanguageModel(_tiny_transformer(tiny_text), 100, vectorizer=tiny_text.vectorizer)
     with pytest.raises(KerasSSLError, match="needs its vectorizer"):
-        MaskedLanguageModel(_tiny_transformer(pydoc_small), pydoc_small.vocab_size).serving_model()
-
-
-def test_lstm_encoder_trains_under_xla(pydoc_small):
-    encoder = encoders.LSTMEncoder(pydoc_small.vocab_size, embed_dim=16, units=8,
-                                   sequence_length=pydoc_small.sequence_length)
-    model = MaskedLanguageModel(encoder, pydoc_small.vocab_size, seed=0)
-    model.compile(optimizer="adam", jit_compile=True)
-    model.fit(pydoc_small.train_dataset(32).take(2), epochs=1, verbose=0)
-    assert model.jit_compile is True
+        model().serving_model()
+    with pytest.raises(KerasSSLError, match="mask_rate must be strictly between"):
+        model(mask_rate=0.0)
+    with pytest.raises(KerasSSLError, match="no vectorizer to turn strings"):
+        model()(tf.constant(["some text"]))
 
 
 def test_config_round_trip_keeps_the_vocabulary(pydoc_small):
@@ -290,15 +313,31 @@ def test_config_round_trip_keeps_the_vocabulary(pydoc_small):
 
 def test_short_fit_beats_random_init_on_masked_tokens(pydoc_small):
     keras.utils.set_random_seed(0)
-    model = MaskedLanguageModel(_tiny_transformer(pydoc_small, embed_dim=64, ff_dim=128),
-                                pydoc_small.vocab_size, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=True)
+    model = MaskedLanguageModel(_tiny_transformer(pydoc_small), pydoc_small.vocab_size, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
     held_out = pydoc_small.test_dataset(64).repeat(4)
     before = model.evaluate(held_out, verbose=0, return_dict=True)["masked_token_accuracy"]
-    model.fit(pydoc_small.train_dataset(32), epochs=6, verbose=0)
+    model.fit(pydoc_small.train_dataset(32), epochs=3, verbose=0)
     after = model.evaluate(held_out, verbose=0, return_dict=True)["masked_token_accuracy"]
     assert before < 0.01
-    assert after > before + 0.05, (before, after)
+    assert after > before + 0.03, (before, after)
+
+
+@pytest.mark.slow
+def test_fit_on_pydoc_beats_guessing_the_most_frequent_word():
+    """Past the unigram guess (about 7.6% on pydoc): the encoder has learnt to use context."""
+    keras.utils.set_random_seed(0)
+    data = text.load("pydoc")
+    model = MaskedLanguageModel(encoders.build_text("transformer", data.vocab_size, 64, width=64),
+                                data.vocab_size, seed=0)
+    steps = len(data.x_train) // 32
+    model.compile(optimizer=keras_ssl.training.default_optimizer(2e-3, 60 * steps))
+    model.fit(data.train_dataset(32), epochs=60, verbose=0)
+    held_out = data.test_dataset().repeat(4)
+    after = model.evaluate(held_out, verbose=0, return_dict=True)["masked_token_accuracy"]
+    ordinary = data.x_test[data.x_test >= FIRST]
+    most_frequent = np.bincount(data.x_train[data.x_train >= FIRST]).argmax()
+    assert after > np.mean(ordinary == most_frequent) + 0.03, after
 
 
 # ----- export ---------------------------------------------------------------------------------------
@@ -313,6 +352,8 @@ def test_text_savedmodel_in_another_process_matches_in_process(pydoc_small, tmp_
                  ""]
     expected = model(tf.constant(sentences)).numpy()
     assert expected.shape == (3, 32)
+    np.testing.assert_allclose(keras_ssl.evaluate.embed(model, np.array(sentences)), expected,
+                               rtol=1e-5, atol=1e-6)
     metadata = json.loads((version / "assets.extra" / "export.json").read_text())
     assert metadata["input_kind"] == "text" and metadata["input_name"] == "text"
     script = textwrap.dedent(f"""

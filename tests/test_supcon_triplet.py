@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_ssl
-from keras_ssl import encoders
+from keras_ssl import encoders, xla
 from keras_ssl.cli import main
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods.triplet import hardest_triplet_accuracy
@@ -71,6 +71,7 @@ def test_vectors_train_with_an_mlp_under_xla(cls):
     labels = np.arange(32).reshape(32, 1) % 4  # [N, 1] labels are accepted too
     history = model.fit(x, labels, batch_size=16, epochs=2, verbose=0)
     assert model.jit_compile is True  # Keras silently falls back when a layer cannot compile
+    assert xla.xla_compiled(model)  # the traced step is marked for XLA
     assert np.isfinite(history.history["loss"]).all()
 
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 from keras.src.losses.loss import scale_loss_for_distribution
 
 from keras_ssl.augment import to_float_images
+from keras_ssl.distribute import reducible_logs
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.replicas import ReplicaSeedGenerator
 
@@ -146,13 +147,30 @@ class SelfSupervisedModel(keras.Model):
         self.loss_tracker.update_state(loss)
         return self._results(with_probe=labels is not None)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy, Keras 3.15 all-reduces (MEAN) the first distributed batch only to
+        # learn its structure; MultiWorkerMirroredStrategy's collectives have no uint8 kernel, so
+        # uint8 images failed there. The first replica's batch has the same shapes and dtypes.
+        if iterator is not None and self._distribute_strategy is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: self._distribute_strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v,
+                    next(batches),
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def predict_step(self, data):
         inputs, _ = self._unpack(data)
         return self(inputs, training=False)
 
     def _results(self, with_probe: bool = True):
         skip = () if with_probe else self.probe_metrics
-        return {metric.name: metric.result() for metric in self.metrics if metric not in skip}
+        logs = {metric.name: metric.result() for metric in self.metrics if metric not in skip}
+        # Shaped for Keras' cross-worker reduction under MultiWorkerMirroredStrategy.
+        return reducible_logs(logs, self.distribute_strategy)
 
     # ----- online linear probe ----------------------------------------------------------------
     def _init_probe(self, probe_classes, probe_learning_rate) -> None:

@@ -101,11 +101,13 @@ class MaskedLanguageModel(SelfSupervisedModel):
         self.mask_rate = float(mask_rate)
         self.mask_token_id = int(mask_token_id)
         self.first_token_id = int(first_token_id)
-        # Kept as plain config, not as a layer: Keras turns XLA off for a model that holds a
-        # TextVectorization (its string ops do not compile), and training never needs it.
+        # Kept out of Keras' layer tracking: Keras turns XLA off for a model that holds a
+        # TextVectorization (its string ops do not compile), and training never needs it. The
+        # config (vocabulary included, which an adapted layer's own config lacks) serializes it.
         self.vectorizer_config = (
             None if vectorizer is None else self._vectorizer_config(vectorizer)
         )
+        object.__setattr__(self, "_vectorizer", vectorizer)
         self.head = keras.layers.Dense(self.vocab_size, name="token_logits")
         # Built now: variables must exist before fit traces the step.
         self.head.build((None, None, self.feature_dim))
@@ -148,9 +150,10 @@ class MaskedLanguageModel(SelfSupervisedModel):
 
     @property
     def vectorizer(self) -> keras.layers.TextVectorization | None:
-        """A TextVectorization equal to the one given (a new layer at each access), or None."""
-        if self.vectorizer_config is None:
-            return None
+        """The `TextVectorization` that turns strings into this model's token ids, or None."""
+        return self._vectorizer
+
+    def _fresh_vectorizer(self) -> keras.layers.TextVectorization:
         config = dict(self.vectorizer_config)
         return keras.layers.TextVectorization(
             vocabulary=list(config.pop("vocabulary")), name="text_vectorization", **config
@@ -268,7 +271,7 @@ class MaskedLanguageModel(SelfSupervisedModel):
             "first_token_id": self.first_token_id,
             "vectorizer": (
                 None if self.vectorizer_config is None
-                else keras.saving.serialize_keras_object(self.vectorizer)
+                else keras.saving.serialize_keras_object(self._fresh_vectorizer())
             ),
         }
 

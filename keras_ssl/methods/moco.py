@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 import tensorflow as tf
 
@@ -20,7 +22,7 @@ def momentum_copy(model: keras.Model, name: str) -> keras.Model:
     """
     try:
         copy = keras.models.clone_model(model)
-    except Exception as err:  # subclassed models without get_config cannot be cloned
+    except Exception as err:  # e.g. a layer whose get_config cannot rebuild it
         raise KerasSSLError(
             f"MoCo copies the encoder with keras.models.clone_model, which failed on "
             f"{model.name!r} ({type(err).__name__}: {err}). Use a functional or Sequential "
@@ -91,7 +93,10 @@ class MoCo(SelfSupervisedModel):
       `batch / bn_splits` examples each (same arithmetic, and the moving statistics are updated
       once per sub-batch). Under `tf.distribute` it happens inside each replica's batch; keys are
       not shuffled across replicas. `bn_splits=1` turns it off (merely permuting one full batch
-      would change nothing: its statistics are the same). SyncBN is not used.
+      would change nothing: its statistics are the same). After
+      `keras_ssl.distribute.sync_batchnorm(model)` each sub-batch's statistics span the replicas
+      (the i-th sub-batch of every replica), and the split-and-shuffle still keeps a query and its
+      key apart; with `bn_splits=1`, SyncBN would put them back into one batch.
 
     Args:
         encoder: image (or vector) encoder to pretrain; functional or Sequential (it is cloned).
@@ -127,7 +132,7 @@ class MoCo(SelfSupervisedModel):
                                  ("bn_splits", bn_splits, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise KerasSSLError(f"{name} must be an integer >= {low}, got {value!r}.")
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not (
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not (
             0.0 <= momentum <= 1.0
         ):
             raise KerasSSLError(

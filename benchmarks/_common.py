@@ -1,0 +1,263 @@
+"""What the benchmarks share: the machine's description, a matmul peak, timing, FLOP counts, tables.
+
+Every figure a benchmark prints is measured in the same process run, so ratios between its rows
+are meaningful even on a machine shared with other work; absolute numbers are not.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parents[1]
+try:  # the benchmarks run from a checkout, installed or not
+    import keras_ssl  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+# ----- the machine -----------------------------------------------------------------------------
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def machine() -> dict:
+    """Where and when the figures were taken."""
+    import keras
+
+    gpus = tf.config.list_physical_devices("GPU")
+    info = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "gpus": [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+                 for g in gpus],
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "load_average_1min_at_start": load_average(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def print_machine(info: dict) -> None:
+    device = ", ".join(info["gpus"]) or "no GPU"
+    print(f"# {info['date']}  {info['cpu']}, {info['cores']} cores, {device}; TF "
+          f"{info['tensorflow']}, Keras {info['keras']}, torch {info['torch'] or '-'}; "
+          f"load average {info['load_average_1min_at_start']}")
+    print(f"# {info['command']}")
+
+
+# ----- timing ----------------------------------------------------------------------------------
+def best_time(fn, repeats: int = 5, number: int = 1) -> float:
+    """The fastest of `repeats` timings of `number` calls of `fn`, per call, in seconds.
+
+    The minimum, not the mean: on a shared machine other work only ever adds time.
+    """
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - start) / number)
+    return min(times)
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> dict:
+    """float32 matmul GFLOP/s: TensorFlow (and PyTorch when installed), the best of `repeats`."""
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    matmul(a, b).numpy()
+    flops = 2.0 * n**3
+    peaks = {"tensorflow": flops / best_time(lambda: matmul(a, b).numpy(), repeats) / 1e9}
+    try:
+        import torch
+
+        x, y = torch.randn(n, n), torch.randn(n, n)
+        torch.matmul(x, y)
+        peaks["torch"] = flops / best_time(lambda: torch.matmul(x, y), repeats) / 1e9
+    except ImportError:
+        pass
+    peaks["peak"] = max(peaks.values())
+    return {k: round(v, 1) for k, v in peaks.items()}
+
+
+# ----- FLOPs of a traced TensorFlow graph -------------------------------------------------------
+def _shape(tensor):
+    shape = tensor.shape
+    if shape.rank is None or not shape.is_fully_defined():
+        return None
+    return [int(d) for d in shape]
+
+
+def _einsum_flops(op) -> float:
+    equation = op.get_attr("equation").decode()
+    inputs, _ = equation.replace(" ", "").split("->")
+    sizes = {}
+    for term, tensor in zip(inputs.split(","), op.inputs, strict=False):
+        shape = _shape(tensor)
+        if shape is None or "." in term:
+            return 0.0
+        sizes.update(zip(term, shape, strict=False))
+    return 2.0 * float(np.prod(list(sizes.values())))
+
+
+def op_flops(op) -> float:
+    """Multiply-add FLOPs (2 per MAC) of a convolution or matrix product op; 0 for other ops."""
+    kind = op.type
+    if kind == "Conv2D":
+        out, kernel = _shape(op.outputs[0]), _shape(op.inputs[1])
+        if out and kernel:
+            return 2.0 * np.prod(out) * kernel[0] * kernel[1] * kernel[2]
+    elif kind in ("Conv2DBackpropInput", "Conv2DBackpropFilter"):
+        # Both cost what the forward convolution does: out_backprop x kernel.
+        grad = _shape(op.inputs[2])
+        kernel = _shape(op.inputs[1]) if kind == "Conv2DBackpropInput" else _shape(op.outputs[0])
+        if grad and kernel:
+            return 2.0 * np.prod(grad) * kernel[0] * kernel[1] * kernel[2]
+    elif kind == "MatMul":
+        out, a = _shape(op.outputs[0]), _shape(op.inputs[0])
+        if out and a:
+            k = a[0] if op.get_attr("transpose_a") else a[1]
+            return 2.0 * np.prod(out) * k
+    elif kind in ("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"):
+        out, a = _shape(op.outputs[0]), _shape(op.inputs[0])
+        if out and a:
+            k = a[-2] if op.get_attr("adj_x") else a[-1]
+            return 2.0 * np.prod(out) * k
+    elif kind == "Einsum":
+        return _einsum_flops(op)
+    return 0.0
+
+
+def graph_flops(graph) -> tuple[float, dict]:
+    """Total conv/matmul FLOPs of the ops in `graph` (and the functions it calls), by op type."""
+    by_type: dict[str, float] = {}
+    seen = set()
+
+    def visit(g):
+        for op in g.get_operations():
+            flops = op_flops(op)
+            if flops:
+                by_type[op.type] = by_type.get(op.type, 0.0) + flops
+        for name, function in getattr(g, "_functions", {}).items():
+            if name in seen:
+                continue
+            seen.add(name)
+            inner = getattr(function, "graph", None)
+            if inner is not None:
+                visit(inner)
+
+    visit(graph)
+    return sum(by_type.values()), by_type
+
+
+def step_flops(model, kind: str = "train") -> float:
+    """Conv/matmul FLOPs of one traced `kind` step of a Keras model (forward, backward, update).
+
+    Counted on the graph Keras traced (after `fit`): every convolution, its two gradients, dense
+    layers, attention and the einsums of the augmentation, at the traced (static) batch size.
+    """
+    from keras_ssl.xla import _traced_functions
+
+    best = 0.0
+    function = getattr(model, f"{kind}_function")
+    for traced in _traced_functions(function):
+        for concrete in traced._list_all_concrete_functions():
+            name = concrete.name
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            if "one_step_on_data" in name:
+                best = max(best, graph_flops(concrete.graph)[0])
+    return best
+
+
+# ----- training throughput ---------------------------------------------------------------------
+class StepTimer:
+    """A Keras callback noting when each training batch ends."""
+
+    def __new__(cls):
+        import keras
+
+        class _Timer(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.ends = [time.perf_counter()]
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.ends.append(time.perf_counter())
+
+        return _Timer()
+
+
+def fit_seconds_per_step(model, dataset, steps: int, warmup: int) -> float:
+    """Median seconds per step of `model.fit` on `dataset`, after `warmup` steps (compilation).
+
+    The median of the per-step times: robust to a step delayed by another process.
+    """
+    timer = StepTimer()
+    model.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer])
+    durations = np.diff(timer.ends)[warmup:]
+    return float(np.median(durations))
+
+
+# ----- output ----------------------------------------------------------------------------------
+def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """Rows of dicts as a Markdown table; columns are (key, header, format)."""
+    def cell(row, key, fmt):
+        value = row.get(key)
+        if value is None or (isinstance(value, float) and not np.isfinite(value)):
+            return "-"
+        return format(value, fmt) if fmt else str(value)
+
+    cells = [[cell(r, k, f) for k, _, f in columns] for r in rows]
+    headers = [h for _, h, _ in columns]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for c in cells:
+        print("| " + " | ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)) + " |")
+
+
+def write_json(path, payload: dict) -> None:
+    if not path:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    print(f"# wrote {path}")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
