@@ -8,6 +8,9 @@ ones keras-ssl builds for you:
   and solo-learn use for 32 px CIFAR-10; otherwise the ImageNet stem (7x7 stride 2 + max-pool).
 - `ConvNet(input_shape, width=...)`: a small VGG-style network for quick runs on a CPU.
 - `MLP(input_dim, hidden=...)`: for feature vectors (tabular rows, sensor readings).
+- `TransformerEncoder(vocab_size, sequence_length, ...)`, `LSTMEncoder(vocab_size, ...)`: token ids
+  `[N, L]` to per-position features `[N, L, D]`, for the masked language model;
+  `MaskedMeanPooling` averages them over the non-padding tokens.
 - `for_input(input_shape, kind=...)`: the default encoder for a data set's shape.
 """
 
@@ -202,7 +205,7 @@ class PositionEmbedding(layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> PositionEmbedding(16)(np.zeros((2, 10, 8), "float32")).shape
+    >>> tuple(PositionEmbedding(16)(np.zeros((2, 10, 8), "float32")).shape)
     (2, 10, 8)
     """
 
@@ -252,7 +255,7 @@ class MaskedMeanPooling(layers.Layer):
     Example:
     >>> import numpy as np
     >>> features = np.arange(6, dtype="float32").reshape(1, 3, 2)
-    >>> MaskedMeanPooling()([features, np.array([[4, 5, 0]])]).tolist()
+    >>> MaskedMeanPooling()([features, np.array([[4, 5, 0]])]).numpy().tolist()
     [[1.0, 2.0]]
     """
 

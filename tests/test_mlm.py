@@ -234,8 +234,9 @@ def test_empty_file_and_folder_without_text(tmp_path):
 
 
 def test_tfds_text_through_the_mock_and_not_prepared_fails_fast(tmp_path):
-    import tensorflow_datasets as tfds
     from unittest import mock
+
+    import tensorflow_datasets as tfds
 
     with pytest.raises(KerasSSLError, match="not prepared"):
         text.load("imdb_reviews", data_dir=str(tmp_path))

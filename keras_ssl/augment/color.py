@@ -1,9 +1,9 @@
 """Per-image color changes: jitter (brightness, contrast, saturation, hue), grayscale, solarize.
 
-Brightness, contrast and saturation are each an affine map of the RGB values of a pixel,
-`x @ M^T + beta * mean`, with a per-image 3x3 matrix M (and, for contrast, the image's mean gray
-level). So ColorJitter builds N small matrices and applies whichever op each image has in a
-given position of its random order to the whole batch at once, with no per-image control flow.
+Brightness, contrast and saturation are each an affine map of a pixel, `a * x + g * gray(x) +
+m * mean gray level`, with per-image scalars a, g, m. So ColorJitter applies whichever op each
+image has in a given position of its random order to the whole batch at once, with no per-image
+control flow.
 Hue is a shift in HSV space, exactly as torchvision (`tf.image.rgb_to_hsv` compiles under XLA).
 """
 
@@ -19,7 +19,7 @@ from keras_ssl.errors import KerasSSLError
 # ITU-R 601 luma, as torchvision's rgb_to_grayscale (and PIL's "L" mode).
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 
-_BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = range(4)
+_BRIGHTNESS, _CONTRAST, _SATURATION, _HUE, _IDENTITY = range(5)
 
 
 def grayscale(images: tf.Tensor) -> tf.Tensor:
@@ -112,56 +112,56 @@ class ColorJitter(ImageAugmentation):
             factors.append(tf.where(apply, low + (high - low) * draws[:, column], identity))
         return factors
 
-    def op_matrices(self, brightness, contrast, saturation, channels: int):
-        """[N, 4, C, C] matrices and [N, 4] mean weights of the ops as affine maps.
-
-        The hue shift is not affine: its matrix is the identity and `transform` applies it.
-        """
-        eye = tf.eye(channels, batch_shape=tf.shape(brightness))
-        if channels == 3:
-            # s * x + (1 - s) * gray(x), where gray(x) = x @ (ones * weights)^T.
-            to_gray = tf.constant(np.outer(np.ones(3), GRAY_WEIGHTS), tf.float32)
-            saturation_matrix = (saturation[:, None, None] * eye
-                                 + (1.0 - saturation)[:, None, None] * to_gray)
-        else:
-            # A gray image has no saturation (nor hue): gray(x) is x.
-            saturation_matrix = eye
-        matrices = tf.stack(
-            [brightness[:, None, None] * eye, contrast[:, None, None] * eye,
-             saturation_matrix, eye],
-            axis=1,
-        )
-        zeros = tf.zeros_like(contrast)
-        # contrast: c * x + (1 - c) * mean gray level of the image.
-        mean_weights = tf.stack([zeros, 1.0 - contrast, zeros, zeros], axis=1)
-        return matrices, mean_weights
-
     def transform(self, images, apply, draws):
         channels = images.shape[-1]
         brightness, contrast, saturation, hue = self.factors(apply, draws[:, :4])
-        matrices, mean_weights = self.op_matrices(brightness, contrast, saturation, channels)
-        # The HSV round trip is the costly op: left out when there is no hue to change.
-        use_hue = channels == 3 and self.hue != (0.0, 0.0)
+        # Each affine op is y = a * x + g * gray(x) + m * mean(gray(x)) with per-image scalars:
+        # brightness a = b; contrast a = c, m = 1 - c; saturation a = s, g = 1 - s. Column 4 is
+        # the identity (a = 1), used to pad the sequences below.
+        ones, zeros = tf.ones_like(brightness), tf.zeros_like(brightness)
+        scale = tf.stack([brightness, contrast, saturation if channels == 3 else ones, ones, ones],
+                         axis=1)  # [N, 5]
+        gray_weights = tf.stack(
+            [zeros, zeros, (1.0 - saturation) if channels == 3 else zeros, zeros, zeros], axis=1)
+        mean_weights = tf.stack([zeros, 1.0 - contrast, zeros, zeros, zeros], axis=1)
         if self.random_order:
             order = tf.argsort(draws[:, 4:], axis=1)
         else:
             order = tf.zeros_like(draws[:, 4:], tf.int32) + tf.range(4)
-        x = images
-        for slot in range(4):
+        # The HSV round trip is the costly op: left out when there is no hue to change.
+        if not (channels == 3 and self.hue != (0.0, 0.0)):
+            return self._affine_slots(images, [order[:, slot] for slot in range(4)],
+                                      scale, gray_weights, mean_weights)
+        # Hue is not affine and each image meets it in another slot of its order. Shifting every
+        # image's hue in every slot costs 4 HSV round trips; instead align the sequences on the
+        # hue: up to 3 affine ops before it (left-padded with the identity), the hue shift once
+        # for the whole batch, up to 3 after it (right-padded). Same ops, same order per image.
+        position = tf.argmax(tf.cast(tf.equal(order, _HUE), tf.int32), axis=1,
+                             output_type=tf.int32)
+
+        def op_at(index):
+            valid = (index >= 0) & (index < 4)
+            op = tf.gather(order, tf.clip_by_value(index, 0, 3), batch_dims=1)
+            return tf.where(valid, op, _IDENTITY)
+
+        x = self._affine_slots(images, [op_at(position - 3 + j) for j in range(3)],
+                               scale, gray_weights, mean_weights)
+        # Only jittered images: the others stay exactly unchanged (no HSV round trip).
+        x = tf.where(apply[:, None, None, None], tf.clip_by_value(shift_hue(x, hue), 0.0, 1.0), x)
+        return self._affine_slots(x, [op_at(position + 1 + j) for j in range(3)],
+                                  scale, gray_weights, mean_weights)
+
+    @staticmethod
+    def _affine_slots(x, ops, scale, gray_weights, mean_weights):
+        """Apply, slot after slot, the affine op each image has in that slot (then clip)."""
+        for op in ops:
             # Each image picks its op for this slot; the batch applies them all at once.
-            pick = tf.one_hot(order[:, slot], 4, dtype=tf.float32)
-            matrix = tf.reduce_sum(pick[:, :, None, None] * matrices, axis=1)  # [N, C, C]
-            mean_weight = tf.reduce_sum(pick * mean_weights, axis=1)
-            mean = tf.reduce_mean(grayscale(x), axis=[1, 2, 3])
-            # x @ M^T per pixel as a broadcast multiply-add: on XLA CPU this compiles faster
-            # than a batched 3x3 dot (einsum) and fuses with the clip.
-            y = tf.reduce_sum(x[:, :, :, None, :] * matrix[:, None, None, :, :], axis=-1)
-            y = y + (mean_weight * mean)[:, None, None, None]
-            if use_hue:
-                # Only jittered images: the others stay exactly unchanged (no HSV round trip).
-                is_hue = (tf.equal(order[:, slot], _HUE) & apply)[:, None, None, None]
-                y = tf.where(is_hue, shift_hue(x, hue), y)
-            x = tf.clip_by_value(y, 0.0, 1.0)
+            pick = tf.one_hot(op, 5, dtype=tf.float32)
+            a, g, m = (tf.reduce_sum(pick * w, axis=1)[:, None, None, None]
+                       for w in (scale, gray_weights, mean_weights))
+            gray = grayscale(x)
+            mean = tf.reduce_mean(gray, axis=[1, 2, 3], keepdims=True)
+            x = tf.clip_by_value(a * x + g * gray + m * mean, 0.0, 1.0)
         return x
 
     def get_config(self):

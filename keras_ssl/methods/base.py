@@ -76,6 +76,9 @@ class SelfSupervisedModel(keras.Model):
         self.seed_generator = ReplicaSeedGenerator(seed)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self._init_probe(probe_classes, probe_learning_rate)
+        # Every part is built on creation (functional encoder and heads, stateless augmenters),
+        # and fit() never calls the model: say so, or save_weights() refuses an "unbuilt" model.
+        self.built = True
 
     # ----- what a method provides -------------------------------------------------------------
     def compute_ssl_loss(self, inputs, labels, training: bool):

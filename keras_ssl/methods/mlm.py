@@ -55,7 +55,8 @@ class MaskedLanguageModel(SelfSupervisedModel):
     >>> history = model.fit(data.train_dataset(16), epochs=1, verbose=0)
     >>> sorted(history.history)
     ['loss', 'masked_token_accuracy']
-    >>> model(["The if statement"]).shape
+    >>> import tensorflow as tf
+    >>> model(tf.constant(["The if statement"])).shape
     TensorShape([1, 32])
     """
 

@@ -162,8 +162,6 @@ class MoCo(SelfSupervisedModel):
             shape=(), dtype="int32", initializer="zeros", trainable=False, name="queue_pointer"
         )
         self.accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")
-        # Every variable exists now; fit() never calls the model, so say so for save_weights().
-        self.built = True
 
     # ----- what the optimizer sees ------------------------------------------------------------
     # The key variables are flagged non-trainable in `momentum_copy`; they are filtered here too,

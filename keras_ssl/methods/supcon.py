@@ -55,8 +55,6 @@ class SupCon(SelfSupervisedModel):
         self.temperature = temperature
         self.projection_dim = projection_dim
         self.projector = heads.projection_head(self.feature_dim, projection_dim)
-        # Every variable exists now; fit() never calls the model, so say so for save_weights().
-        self.built = True
 
     def compute_ssl_loss(self, inputs, labels, training):
         # Views are random in evaluation too: the validation loss measures the same task.

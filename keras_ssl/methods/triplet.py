@@ -98,8 +98,6 @@ class Triplet(SelfSupervisedModel):
             else None
         )
         self.accuracy_tracker = keras.metrics.Mean(name="triplet_accuracy")
-        # Every variable exists now; fit() never calls the model, so say so for save_weights().
-        self.built = True
 
     def method_metrics(self):
         return [self.accuracy_tracker]
