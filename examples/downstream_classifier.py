@@ -1,7 +1,8 @@
 """A classifier on a pretrained encoder, with few labels: the reason to pretrain at all.
 
 Loads an encoder exported by keras-ssl (`keras_ssl.load_encoder`) and trains the same Keras
-classifier (encoder -> batch norm -> Dense(classes)) four ways, with 1% and with 10% of the training labels:
+classifier (encoder -> batch norm -> Dense(classes)) four ways, with 1% and with 10% of the
+training labels:
 
 - linear probe: the pretrained encoder frozen, only the Dense layer learns;
 - fine-tune: the pretrained encoder trained too, at a lower learning rate;
@@ -56,11 +57,12 @@ def build_classifier(encoder, num_classes, trainable):
     # training=False keeps a frozen encoder's batch-norm in inference mode; a fine-tuned one
     # follows the classifier's own training flag.
     features = encoder(inputs, training=None if trainable else False)
-    # Standardised features (batch norm without scale or shift, as MAE's linear probe): a random
-    # encoder's features vary by ~1e-3 around a common offset, and an unnormalised Dense layer
-    # barely learns from them, which would make the random-init baseline look worse than it is.
-    features = keras.layers.BatchNormalization(center=False, scale=False, name="standardize")(
-        features)
+    # Standardised features (batch norm without scale or shift, as MAE's linear probe). A random
+    # encoder's features vary by ~1e-3 around a common offset: unnormalised, or with batch norm's
+    # default epsilon (1e-3, far above their variance of ~1e-6), a Dense layer barely learns from
+    # them, which would make the random-init baseline look worse than it is.
+    features = keras.layers.BatchNormalization(center=False, scale=False, epsilon=1e-8,
+                                               name="standardize")(features)
     outputs = keras.layers.Dense(num_classes, name="logits")(features)
     return keras.Model(inputs, outputs)
 

@@ -113,14 +113,14 @@ def ResNet(
 
 
 def ConvNet(input_shape=(32, 32, 3), width: int = 32, name: str = "convnet") -> keras.Model:
-    """A small VGG-style encoder (4 conv blocks, ~0.3M parameters at width 32) for CPU runs.
+    """A small VGG-style encoder (4 conv blocks, ~0.58M parameters at width 32) for CPU runs.
 
     Each block is conv-BN-ReLU twice; the first three blocks halve the resolution, the last one is
     pooled globally, so any image of 8 px or more works.
 
     Example:
     >>> ConvNet(input_shape=(28, 28, 1), width=16).output_shape
-    (None, 128)
+    (None, 64)
     """
     inputs, x = _image_input(input_shape)
     for stage in range(4):

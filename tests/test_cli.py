@@ -47,7 +47,7 @@ def _bad_npz(tmp_path, name, **arrays):
     "args, message",
     [
         (["--method", "simclrr"], "Unknown method 'simclrr'. Did you mean 'simclr'"),
-        (["--data", "./no/such/folder"], "no such file or folder"),
+        (["--data", "./no/such/folder"], "No such file or folder"),
         (["--batch-size", "1"], "--batch-size 1 is too small"),
         (["--epochs", "-1"], "--epochs must be 0 or more"),
         (["--encoder", "vgg"], "Unknown encoder"),
