@@ -1,10 +1,11 @@
 """A classifier on a pretrained encoder, with few labels: the reason to pretrain at all.
 
 Loads an encoder exported by keras-ssl (`keras_ssl.load_encoder`) and trains the same Keras
-classifier (encoder -> batch norm -> Dense(classes)) four ways, with 1% and with 10% of the
+classifier (encoder -> Dense(classes)) four ways, with 1% and with 10% of the
 training labels:
 
-- linear probe: the pretrained encoder frozen, only the Dense layer learns;
+- linear probe: the pretrained encoder frozen, only the Dense layer learns (on standardised
+  features);
 - fine-tune: the pretrained encoder trained too, at a lower learning rate;
 - and both again from a random-init copy of the same encoder (`keras.models.clone_model`).
 
@@ -50,26 +51,29 @@ def few_labels(y, fraction, seed=0):
     return np.sort(np.concatenate(chosen))
 
 
-def build_classifier(encoder, num_classes, trainable):
-    """uint8 images -> encoder -> standardised features -> Dense logits."""
+def build_classifier(encoder, num_classes, trainable, x):
+    """uint8 images -> encoder -> Dense logits; a frozen encoder's features standardised first."""
     encoder.trainable = trainable
     inputs = keras.Input(encoder.input_shape[1:], dtype=encoder.inputs[0].dtype)
     # training=False keeps a frozen encoder's batch-norm in inference mode; a fine-tuned one
     # follows the classifier's own training flag.
     features = encoder(inputs, training=None if trainable else False)
-    # Standardised features (batch norm without scale or shift, as MAE's linear probe). A random
-    # encoder's features vary by ~1e-3 around a common offset: unnormalised, or with batch norm's
-    # default epsilon (1e-3, far above their variance of ~1e-6), a Dense layer barely learns from
-    # them, which would make the random-init baseline look worse than it is.
-    features = keras.layers.BatchNormalization(center=False, scale=False, epsilon=1e-8,
-                                               name="standardize")(features)
+    if not trainable:
+        # Fixed features, standardised with the mean and variance of the labelled images'
+        # features (a StandardScaler, as the offline linear probe uses). A random encoder's
+        # features vary by ~1e-3 around a common offset: without this a Dense layer barely learns
+        # from them and the random-init baseline would look worse than it is. (A fine-tuned
+        # encoder's features change as it trains; its own batch norm keeps them in range.)
+        standardize = keras.layers.Normalization(axis=-1, name="standardize")
+        standardize.adapt(encoder.predict(x, batch_size=256, verbose=0))
+        features = standardize(features)
     outputs = keras.layers.Dense(num_classes, name="logits")(features)
     return keras.Model(inputs, outputs)
 
 
 def train_and_score(encoder, trainable, x, y, x_test, y_test, num_classes, steps):
     keras.utils.set_random_seed(0)
-    classifier = build_classifier(encoder, num_classes, trainable)
+    classifier = build_classifier(encoder, num_classes, trainable, x)
     # Fine-tuning moves pretrained weights gently; a lone linear layer can take bigger steps.
     learning_rate = 3e-4 if trainable else 3e-3
     classifier.compile(optimizer=keras.optimizers.Adam(learning_rate),

@@ -111,6 +111,26 @@ def _parser() -> argparse.ArgumentParser:
                           help="steps between checkpoints, besides one per epoch (default 100)")
     pretrain.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                           help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
+    speed = pretrain.add_argument_group(
+        "speed and scale", "see docs/performance.md and docs/distributed.md")
+    speed.add_argument("--precision", default="auto",
+                       choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+                       help="numeric precision of the encoder and heads (losses and augmentation "
+                       "stay float32); auto: float32 on CPU, mixed_float16 with a GPU")
+    speed.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
+                       help="compile the whole training step with XLA (jit_compile); auto: on "
+                       "without a strategy, off under one (XLA does not compile the cross-replica "
+                       "collectives on CPU)")
+    speed.add_argument("--strategy", default="none", choices=("none", "mirrored", "multi_worker"),
+                       help="none: one device; mirrored: every GPU of this machine (or the "
+                       "--cpu-devices); multi_worker: the machines in TF_CONFIG, one process each. "
+                       "--batch-size is the global batch, split across replicas")
+    speed.add_argument("--sync-batchnorm", action="store_true",
+                       help="batch-norm statistics over the global batch (all-reduced across "
+                       "replicas) instead of each replica's share")
+    speed.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                       help="split the CPU into N logical devices, one replica each under "
+                       "--strategy mirrored (to try multi-device training without GPUs)")
 
     evaluate = commands.add_parser(
         "evaluate", help="kNN and linear-probe accuracy of an exported encoder",
@@ -258,12 +278,13 @@ def pretrain(args) -> int:
             "--online-probe or use a labelled source."
         )
     probe = {"probe_classes": data.num_classes} if args.online_probe else {}
-    model = cls(encoder, seed=args.seed, **probe, **preset)
+    model = _sync_batchnorm(cls(encoder, seed=args.seed, **probe, **preset), args)
     epochs = _default_epochs(len(data.x_train)) if args.epochs is None else args.epochs
     labels = data.y_train if cls.needs_labels or args.online_probe else None
     # Each epoch's batches depend only on (seed, epoch), so a resumed run sees the same batches.
     steps = checkpoint.steps_per_epoch(len(data.x_train), args.batch_size)
-    model.compile(optimizer=training.default_optimizer(args.learning_rate, steps * epochs))
+    model.compile(optimizer=training.default_optimizer(args.learning_rate, steps * epochs),
+                  jit_compile=args.jit_compile)
 
     split = _evaluation_split(data, args.eval_examples)
     rows = []
@@ -281,7 +302,7 @@ def pretrain(args) -> int:
     if epochs:
         history = checkpoint.fit_resumable(
             model, data.x_train, labels, batch_size=args.batch_size, epochs=epochs,
-            seed=args.seed, checkpoint_dir=args.checkpoint_dir,
+            seed=args.seed, checkpoint_dir=_worker_checkpoint_dir(args.checkpoint_dir),
             save_every_steps=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
         )
     seconds = time.perf_counter() - start
@@ -291,11 +312,11 @@ def pretrain(args) -> int:
     else:
         print("No labelled held-out data: skipping kNN / linear-probe evaluation.")
     print(f"Training time: {seconds:.1f} s")
-    if args.plots:
+    if args.plots and _is_chief():
         knn = {0: rows[0][1]["knn_accuracy"], **monitor.scores} if monitor else {}
         _write_plots(args.plots, model, data, split, history, knn,
                      before if split else None)
-    if args.export:
+    if args.export and _is_chief():
         version = export_encoder(model, args.export)
         print(f"Exported encoder to {version} (serving_default: "
               f"{'images uint8' if data.kind == 'images' else 'features float32'} -> embeddings)")
@@ -350,7 +371,8 @@ def _pretrain_text(args, cls, preset) -> int:
                 **preset)
     steps = checkpoint.steps_per_epoch(len(data.x_train), args.batch_size)
     epochs = _default_text_epochs(steps) if args.epochs is None else args.epochs
-    model.compile(optimizer=training.default_optimizer(args.learning_rate, steps * epochs))
+    model.compile(optimizer=training.default_optimizer(args.learning_rate, steps * epochs),
+                  jit_compile=args.jit_compile)
 
     def held_out_scores():
         passes = data.test_dataset(256).repeat(TEXT_EVAL_PASSES)
@@ -368,7 +390,7 @@ def _pretrain_text(args, cls, preset) -> int:
     if epochs:
         history = checkpoint.fit_resumable(
             model, data.x_train, None, batch_size=args.batch_size, epochs=epochs,
-            seed=args.seed, checkpoint_dir=args.checkpoint_dir,
+            seed=args.seed, checkpoint_dir=_worker_checkpoint_dir(args.checkpoint_dir),
             save_every_steps=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
         )
     seconds = time.perf_counter() - start
@@ -383,7 +405,7 @@ def _pretrain_text(args, cls, preset) -> int:
     else:
         print("No held-out text: skipping the masked-token evaluation.")
     print(f"Training time: {seconds:.1f} s")
-    if args.plots and history is not None and history.history:
+    if args.plots and history is not None and history.history and _is_chief():
         from pathlib import Path
 
         from keras_ssl import plot
@@ -391,13 +413,77 @@ def _pretrain_text(args, cls, preset) -> int:
         path = plot.plot_history(history, Path(args.plots) / "history.png",
                                  title=f"{cls.__name__} / {encoder.name} on {data.name}")
         print(f"Wrote {path}")
-    if args.export:
+    if args.export and _is_chief():
         version = export_encoder(model, args.export)
         print(f"Exported encoder to {version} (serving_default: text string -> embeddings)")
     return 0
 
 
 PLOT_POINTS = 2000
+
+
+def _distribution(args):
+    """Set the precision and build the tf.distribute strategy of a pretrain run; print them.
+
+    Also decides `args.jit_compile`. Runs before anything else touches TensorFlow.
+    """
+    from keras_ssl import distribute, precision
+    from keras_ssl.errors import KerasSSLError
+
+    if args.cpu_devices is not None:
+        if args.strategy != "mirrored":
+            raise KerasSSLError("--cpu-devices only applies to --strategy mirrored.")
+        distribute.use_logical_cpus(args.cpu_devices)
+    strategy = distribute.make_strategy(args.strategy)
+    policy = precision.set_precision(args.precision)
+    replicas = strategy.num_replicas_in_sync
+    if args.batch_size is not None and args.batch_size % replicas:
+        raise KerasSSLError(
+            f"--batch-size {args.batch_size} (the global batch) does not split evenly over "
+            f"{replicas} replicas; use a multiple of {replicas}."
+        )
+    import tensorflow as tf
+
+    on_cpu = not tf.config.list_physical_devices("GPU")
+    if args.xla == "on" and replicas > 1 and on_cpu:
+        raise KerasSSLError(
+            "--xla on does not work under a strategy on CPU: XLA fails to compile the "
+            "cross-replica collectives there (TensorFlow 2.21). Use --xla off (or auto)."
+        )
+    args.jit_compile = args.xla == "on" or (args.xla == "auto" and args.strategy == "none")
+    workers = distribute.num_workers(strategy)
+    where = f", worker {distribute.worker_index(strategy)} of {workers}" if workers > 1 else ""
+    print(f"Precision {policy}, XLA {'on' if args.jit_compile else 'off'}, strategy "
+          f"{args.strategy} ({replicas} replica{'s' if replicas > 1 else ''}{where})"
+          + (", synchronised batch norm" if args.sync_batchnorm else ""))
+    return strategy
+
+
+def _sync_batchnorm(model, args):
+    if args.sync_batchnorm:
+        from keras_ssl.distribute import sync_batchnorm
+
+        sync_batchnorm(model)
+    return model
+
+
+def _is_chief() -> bool:
+    """Whether this process writes the shared outputs (exports, plots): worker 0, or alone."""
+    from keras_ssl.distribute import is_chief
+
+    return is_chief()
+
+
+def _worker_checkpoint_dir(directory):
+    """Every worker saves (the save reads variables collectively); workers other than the chief
+    keep their copies in a sub-folder of their own."""
+    if directory is None or _is_chief():
+        return directory
+    from pathlib import Path
+
+    from keras_ssl.distribute import worker_index
+
+    return str(Path(directory) / f"worker-{worker_index()}")
 
 
 def _callbacks(args, split, epochs):
@@ -488,6 +574,11 @@ def main(argv: list[str] | None = None) -> int:
 
     command = {"pretrain": pretrain, "evaluate": evaluate_cmd, "embed": embed_cmd}[args.command]
     try:
+        if args.command == "pretrain":
+            # Before anything else touches TensorFlow: a multi-worker strategy must be created
+            # first, and models must be built (and compiled) inside its scope.
+            with _distribution(args).scope():
+                return command(args)
         return command(args)
     except KerasSSLError as err:
         print(f"keras-ssl: error: {err}", file=sys.stderr)

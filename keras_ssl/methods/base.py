@@ -191,16 +191,18 @@ class SelfSupervisedModel(keras.Model):
         if probe_classes is not None:
             # Batch norm without scale or shift standardises the features, as MAE's linear probe
             # does: raw features share a large common offset that slows a linear classifier
-            # down. A tiny epsilon: a fresh encoder's features vary by ~1e-3 (variance ~1e-6),
-            # which the default 1e-3 would flatten. Built now: variables must exist before fit
+            # down. A fresh encoder's features vary by ~1e-3 (variance ~1e-7): a tiny epsilon,
+            # and a moving variance that starts at 0, not 1, so that evaluation (which uses it)
+            # is not flattened for hundreds of steps. Built now: variables must exist before fit
             # traces the step.
             self.probe = keras.Sequential(
                 [
                     keras.Input((self.feature_dim,)),
                     # Momentum 0.9: the features drift while the encoder trains; the statistics
                     # that evaluation uses must keep up.
-                    keras.layers.BatchNormalization(center=False, scale=False, momentum=0.9,
-                                                    epsilon=1e-8, name="probe_bn"),
+                    keras.layers.BatchNormalization(
+                        center=False, scale=False, momentum=0.9, epsilon=1e-8,
+                        moving_variance_initializer="zeros", name="probe_bn"),
                     keras.layers.Dense(probe_classes, name="probe_logits"),
                 ],
                 name="linear_probe",

@@ -1,0 +1,438 @@
+"""Training throughput of every method, with and without XLA, against a float32 matmul peak.
+
+For each registered method (or `--methods`), one model on random uint8 images (token ids for
+`mlm`) is compiled with `jit_compile=True` and `False`, and timed through `model.fit`:
+
+- `in-memory`: one batch already materialised, repeated (`Dataset.from_tensors(batch).repeat()`);
+- `pipeline`: the real input pipeline, `keras_ssl.data.to_dataset` (uint8 batches gathered from
+  the in-memory arrays, shuffled, prefetched);
+
+as the median seconds per step after warm-up (the first steps compile). FLOPs are counted on the
+step Keras traced (every convolution and its two gradients, dense layers, attention, the
+augmentation's einsums; 2 per multiply-add) and divided by the step time, then by the float32
+matmul peak measured at the start of the same run.
+
+`--suite references` measures the comparisons instead: keras-io's SimCLR example (its
+`RandomZoom`/`RandomTranslation` augmenter keeps Keras from compiling it) against keras_ssl's
+SimCLR on the same 4-conv encoder and projection head, and a PyTorch ResNet-18 (small-image stem)
+SimCLR step against keras_ssl's SimCLR on the same ResNet-18, all at 32 px RGB. The PyTorch column
+needs `pip install torch` (CPU build); it is skipped otherwise.
+
+    python benchmarks/train_step.py                                  # every method, batch 256
+    python benchmarks/train_step.py --suite references --json results/references.json
+    python benchmarks/train_step.py --methods simclr,rotnet --batch-size 128 --steps 5
+    python benchmarks/train_step.py --quick                          # seconds: checks it runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+from _common import (
+    best_time,
+    fit_seconds_per_step,
+    machine,
+    matmul_peak,
+    print_machine,
+    print_table,
+    step_flops,
+    write_json,
+)
+
+import keras  # isort: skip
+import numpy as np  # isort: skip
+import tensorflow as tf  # isort: skip
+
+import keras_ssl  # noqa: E402
+from keras_ssl import data as data_lib  # noqa: E402
+from keras_ssl import encoders, training, xla  # noqa: E402
+from keras_ssl.methods import METHODS, get_method  # noqa: E402
+
+KERAS_IO_WIDTH = 128
+KERAS_IO_PARAMETERS = 462_848  # the example's encoder at 32 x 32 x 3
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Training steps per second of keras_ssl methods, XLA against not, as FLOP/s "
+        "against a float32 matmul peak; or (--suite references) against keras-io's SimCLR and "
+        "a PyTorch ResNet-18.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 3)[3])
+    parser.add_argument("--suite", default="methods", choices=("methods", "references", "all"))
+    parser.add_argument("--methods", default=",".join(sorted(METHODS)),
+                        help="comma-separated method names (default: every registered method)")
+    parser.add_argument("--encoder", default="convnet", choices=("convnet", "kerasio", "resnet18"),
+                        help="image encoder of the methods suite (default convnet, width 32)")
+    parser.add_argument("--batch-size", type=int, default=256, help="(256)")
+    parser.add_argument("--image-size", type=int, default=32, help="(32)")
+    parser.add_argument("--channels", type=int, default=3, choices=(1, 3), help="(3)")
+    parser.add_argument("--examples", type=int, default=4096,
+                        help="size of the in-memory data set the pipeline draws from (4096)")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per measurement (8)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed steps first; the first one compiles (2)")
+    parser.add_argument("--resnet-steps", type=int, default=3,
+                        help="timed steps for the ResNet-18 references, about 20 s each here (3)")
+    parser.add_argument("--xla", default="both", choices=("both", "on", "off"))
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch references")
+    parser.add_argument("--no-resnet", action="store_true",
+                        help="skip the ResNet-18 references (the slow part of --suite references)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes and few steps: checks that everything runs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch_size, args.image_size, args.examples = 16, 16, 64
+        args.steps, args.warmup, args.resnet_steps = 2, 1, 1
+    return args
+
+
+# ----- models ------------------------------------------------------------------------------------
+def kerasio_encoder(input_shape, width=KERAS_IO_WIDTH):
+    """keras-io semisupervised_simclr.py's encoder: 4 x Conv2D(width, 3, strides=2) + Dense."""
+    layers = keras.layers
+    return keras.Sequential(
+        [keras.Input(input_shape)]
+        + [layers.Conv2D(width, 3, strides=2, activation="relu") for _ in range(4)]
+        + [layers.Flatten(), layers.Dense(width, activation="relu")],
+        name="kerasio_encoder",
+    )
+
+
+def kerasio_head(width=KERAS_IO_WIDTH):
+    layers = keras.layers
+    return keras.Sequential([keras.Input((width,)), layers.Dense(width, activation="relu"),
+                             layers.Dense(width)], name="projection_head")
+
+
+def image_encoder(kind, input_shape):
+    if kind == "kerasio":
+        return kerasio_encoder(input_shape)
+    if kind == "resnet18":
+        return encoders.ResNet(18, input_shape, small_images=True)
+    return encoders.ConvNet(input_shape, width=32)
+
+
+def build_method(name, args, seed=0):
+    """(model, x, y) for a registered method at the benchmark's sizes."""
+    cls, preset = get_method(name)
+    rng = np.random.default_rng(seed)
+    n = args.examples
+    if name == "mlm":
+        vocab, length = 5000, 64
+        encoder = encoders.build_text("transformer", vocab, length, width=64)
+        x = rng.integers(3, vocab, (n, length)).astype("int32")
+        return cls(encoder, vocab, seed=seed), x, None
+    shape = (args.image_size, args.image_size, args.channels)
+    kwargs = dict(preset)
+    if name == "moco":
+        kwargs["queue_size"] = max(4096, 2 * args.batch_size)
+    if name == "jigsaw" and args.image_size < 24:
+        kwargs.update(grid=2, tile_size=8)
+    model = cls(image_encoder(args.encoder, shape), seed=seed, **kwargs)
+    x = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+    y = rng.integers(0, 10, n).astype("int64") if cls.needs_labels else None
+    return model, x, y
+
+
+# ----- measuring a keras model ----------------------------------------------------------------
+def datasets(x, y, batch_size):
+    """(in-memory, pipeline): one repeated batch, and keras_ssl's real input pipeline."""
+    first = (x[:batch_size], y[:batch_size]) if y is not None else x[:batch_size]
+    in_memory = tf.data.Dataset.from_tensors(first).repeat().prefetch(2)
+    pipeline = data_lib.to_dataset(x, y, batch_size=batch_size, repeat=True)
+    return in_memory, pipeline
+
+
+def measure_keras(model, x, y, args, jit, steps=None, pipeline=True, optimizer=None):
+    steps = steps or args.steps
+    model.compile(optimizer=optimizer or training.default_optimizer(1e-3, 10_000),
+                  jit_compile=jit)
+    in_memory, real = datasets(x, y, args.batch_size)
+    start = time.perf_counter()
+    seconds = fit_seconds_per_step(model, in_memory, steps, args.warmup)
+    row = {"seconds_per_step": seconds, "img_per_s": args.batch_size / seconds,
+           "jit": bool(model.jit_compile), "xla_compiled": xla.xla_compiled(model),
+           "first_fit_s": time.perf_counter() - start}
+    row["gflop_per_step"] = step_flops(model) / 1e9
+    row["gflop_per_s"] = row["gflop_per_step"] / seconds
+    if pipeline:
+        piped = fit_seconds_per_step(model, real, steps, 1)
+        row["pipeline_img_per_s"] = args.batch_size / piped
+        row["pipeline_ratio"] = seconds / piped
+    return row
+
+
+def augmentation_ms(model, x, args, jit):
+    """Milliseconds for the method's two views of one batch, alone (the SimCLR recipe)."""
+    batch = tf.constant(x[: args.batch_size])
+    aug = model.augmenter
+    views = tf.function(lambda b: tf.concat([aug(b, training=True), aug(b, training=True)], 0),
+                        jit_compile=jit)
+    views(batch).numpy()
+    return 1e3 * best_time(lambda: views(batch).numpy(), repeats=max(3, args.steps // 2))
+
+
+def methods_suite(args, peak):
+    rows = []
+    modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.xla]
+    for name in args.methods.split(","):
+        for jit in modes:
+            keras.utils.set_random_seed(0)
+            model, x, y = build_method(name, args)
+            row = {"method": name, "encoder": model.encoder.name, "xla": "on" if jit else "off"}
+            row.update(measure_keras(model, x, y, args, jit))
+            row["peak_fraction"] = row["gflop_per_s"] / peak
+            rows.append(row)
+            print(f"# {name} xla={row['xla']}: {row['img_per_s']:.1f} img/s "
+                  f"({row['gflop_per_s']:.1f} GFLOP/s)", flush=True)
+    return rows
+
+
+# ----- keras-io's SimCLR, re-created ------------------------------------------------------------
+class RandomColorAffine(keras.layers.Layer):
+    """keras-io's colour jitter: a random per-image 3x3 colour matrix around brightness."""
+
+    def __init__(self, brightness=0.0, jitter=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.brightness, self.jitter = brightness, jitter
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        n = tf.shape(images)[0]
+        scale = 1 + tf.random.uniform((n, 1, 1, 1), -self.brightness, self.brightness)
+        matrices = tf.random.uniform((n, 1, 3, 3), -self.jitter, self.jitter)
+        transform = tf.eye(3, batch_shape=[n, 1]) * scale + matrices
+        return tf.clip_by_value(tf.matmul(images, transform), 0, 1)
+
+
+def kerasio_augmenter(min_area=0.25, brightness=0.6, jitter=0.2):
+    zoom = 1.0 - math.sqrt(min_area)
+    layers = keras.layers
+    return keras.Sequential([
+        layers.Rescaling(1 / 255), layers.RandomFlip("horizontal"),
+        layers.RandomTranslation(zoom / 2, zoom / 2),
+        layers.RandomZoom((-zoom, 0.0), (-zoom, 0.0)), RandomColorAffine(brightness, jitter),
+    ])
+
+
+class KerasIOSimCLR(keras.Model):
+    """The contrastive half of keras-io's ContrastiveModel (its linear probe left out)."""
+
+    def __init__(self, input_shape, temperature=0.1):
+        super().__init__()
+        self.temperature = temperature
+        self.augmenter = kerasio_augmenter()
+        self.encoder = kerasio_encoder(input_shape)
+        self.projection_head = kerasio_head()
+        self.loss_tracker = keras.metrics.Mean(name="c_loss")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def contrastive_loss(self, p1, p2):
+        p1, p2 = tf.math.l2_normalize(p1, axis=1), tf.math.l2_normalize(p2, axis=1)
+        similarities = tf.matmul(p1, p2, transpose_b=True) / self.temperature
+        labels = tf.range(tf.shape(p1)[0])
+        loss_12 = keras.losses.sparse_categorical_crossentropy(labels, similarities,
+                                                               from_logits=True)
+        loss_21 = keras.losses.sparse_categorical_crossentropy(
+            labels, tf.transpose(similarities), from_logits=True)
+        return (loss_12 + loss_21) / 2
+
+    def train_step(self, data):
+        images = data
+        a1 = self.augmenter(images, training=True)
+        a2 = self.augmenter(images, training=True)
+        with tf.GradientTape() as tape:
+            z1 = self.projection_head(self.encoder(a1, training=True), training=True)
+            z2 = self.projection_head(self.encoder(a2, training=True), training=True)
+            loss = self.contrastive_loss(z1, z2)
+        variables = self.encoder.trainable_weights + self.projection_head.trainable_weights
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        self.loss_tracker.update_state(loss)
+        return {"c_loss": self.loss_tracker.result()}
+
+
+# ----- PyTorch references ---------------------------------------------------------------------
+def torch_models():
+    """(name -> builder) of the PyTorch encoders, or None without torch."""
+    try:
+        import torch
+        from torch import nn
+    except ImportError:
+        return None
+
+    class BasicBlock(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.shortcut = nn.Sequential()
+            if stride != 1 or cin != cout:
+                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                              nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            y = torch.relu(self.bn1(self.conv1(x)))
+            return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+    def resnet18(width=64):
+        # The small-image stem: one 3x3 stride-1 convolution, no max-pool (SimCLR on CIFAR-10).
+        layers = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+        cin = width
+        for stage in range(4):
+            cout = width * 2**stage
+            for i in range(2):
+                layers.append(BasicBlock(cin, cout, 2 if stage > 0 and i == 0 else 1))
+                cin = cout
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        return nn.Sequential(*layers), cin
+
+    def kerasio(width=KERAS_IO_WIDTH):
+        layers, cin = [], 3
+        for _ in range(4):
+            layers += [nn.Conv2d(cin, width, 3, 2), nn.ReLU()]
+            cin = width
+        layers += [nn.Flatten(), nn.Linear(width, width), nn.ReLU()]
+        return nn.Sequential(*layers), width
+
+    return {"resnet18": resnet18, "kerasio": kerasio}
+
+
+def measure_torch(kind, batch_size, steps, warmup, image_size=32):
+    """A PyTorch SimCLR step (encoder, projection head, NT-Xent, Adam) on two ready views."""
+    import torch
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    encoder, dim = torch_models()[kind]()
+    if kind == "resnet18":  # keras_ssl's heads.projection_head(512, 128)
+        head = nn.Sequential(nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(),
+                             nn.Linear(dim, 128))
+    else:  # keras-io's head
+        head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+    model = nn.Sequential(encoder, head)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    views = torch.rand(2 * batch_size, 3, image_size, image_size)
+    temperature = 0.5
+
+    def step():
+        z = nn.functional.normalize(model(views), dim=1)
+        logits = z @ z.T / temperature
+        logits = logits.masked_fill(torch.eye(2 * batch_size, dtype=torch.bool), -1e9)
+        targets = torch.arange(2 * batch_size).roll(batch_size)
+        loss = nn.functional.cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
+    flops = counter.get_total_flops()
+    return {"seconds_per_step": seconds, "img_per_s": batch_size / seconds,
+            "gflop_per_step": flops / 1e9, "gflop_per_s": flops / 1e9 / seconds,
+            "parameters": sum(p.numel() for p in encoder.parameters())}
+
+
+def references_suite(args, peak):
+    rows = []
+    shape = (args.image_size, args.image_size, 3)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (args.examples, *shape), dtype=np.uint8)
+
+    def add(row, **labels):
+        row.update(labels)
+        row["peak_fraction"] = row["gflop_per_s"] / peak
+        rows.append(row)
+        print(f"# {row['run']}: {row['img_per_s']:.1f} img/s ({row['gflop_per_s']:.1f} GFLOP/s)",
+              flush=True)
+
+    # keras-io's example as written: Keras turns XLA off for its RandomZoom/RandomTranslation.
+    keras.utils.set_random_seed(0)
+    reference = KerasIOSimCLR(shape)
+    encoder_parameters = reference.encoder.count_params()
+    row = measure_keras(reference, x, None, args, jit="auto", pipeline=False,
+                        optimizer=keras.optimizers.Adam())
+    add(row, run="keras-io SimCLR example (its augmenter; XLA impossible)", encoder="keras-io 4-conv",
+        framework="Keras", parameters=encoder_parameters)
+    for jit in (True, False):
+        keras.utils.set_random_seed(0)
+        model = keras_ssl.SimCLR(kerasio_encoder(shape), temperature=0.1, seed=0)
+        model.projector = kerasio_head()
+        parameters = model.encoder.count_params()
+        row = measure_keras(model, x, None, args, jit, optimizer=keras.optimizers.Adam())
+        row["augment_ms"] = augmentation_ms(model, x, args, jit)
+        add(row, run=f"keras_ssl SimCLR, same encoder and head, XLA {'on' if jit else 'off'}",
+            encoder="keras-io 4-conv", framework="keras_ssl", parameters=parameters)
+    torch_ok = torch_models() is not None and not args.no_torch
+    if torch_ok:
+        row = measure_torch("kerasio", args.batch_size, args.steps, args.warmup, args.image_size)
+        add(row, run="PyTorch SimCLR step, same encoder and head (views ready)",
+            encoder="keras-io 4-conv", framework="PyTorch")
+    if args.no_resnet:
+        return rows, encoder_parameters
+    for jit in (True, False):
+        keras.utils.set_random_seed(0)
+        model = keras_ssl.SimCLR(encoders.ResNet(18, shape, small_images=True), seed=0)
+        row = measure_keras(model, x, None, args, jit, steps=args.resnet_steps, pipeline=False,
+                            optimizer=keras.optimizers.Adam())
+        row["augment_ms"] = augmentation_ms(model, x, args, jit)
+        add(row, run=f"keras_ssl SimCLR, ResNet-18 small stem, XLA {'on' if jit else 'off'}",
+            encoder="ResNet-18", framework="keras_ssl", parameters=model.encoder.count_params())
+    if torch_ok:
+        row = measure_torch("resnet18", args.batch_size, args.resnet_steps, 1, args.image_size)
+        add(row, run="PyTorch SimCLR step, ResNet-18 small stem (views ready)",
+            encoder="ResNet-18", framework="PyTorch")
+    return rows, encoder_parameters
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    info = machine()
+    print_machine(info)
+    peaks = matmul_peak()
+    peak = peaks["peak"]
+    print(f"# float32 matmul peak (2048 x 2048): {peaks} GFLOP/s", flush=True)
+    result = {"machine": info, "args": vars(args), "matmul_peak_gflops": peaks}
+    columns_common = [("img_per_s", "img/s", ",.1f"), ("gflop_per_step", "GFLOP/step", ".2f"),
+                      ("gflop_per_s", "GFLOP/s", ".1f"), ("peak_fraction", "of peak", ".1%")]
+    if args.suite in ("methods", "all"):
+        rows = methods_suite(args, peak)
+        result["methods"] = rows
+        print(f"\nTraining steps at batch {args.batch_size}, {args.image_size} px x "
+              f"{args.channels}, in-memory batch; pipeline = keras_ssl.data.to_dataset; peak "
+              f"{peak:.0f} GFLOP/s:\n")
+        print_table(rows, [("method", "method", ""), ("encoder", "encoder", ""),
+                           ("xla", "XLA", ""), *columns_common,
+                           ("pipeline_img_per_s", "pipeline img/s", ",.1f"),
+                           ("pipeline_ratio", "pipeline / in-memory", ".2f")])
+    if args.suite in ("references", "all"):
+        rows, parameters = references_suite(args, peak)
+        result["references"] = rows
+        print(f"\nSimCLR at batch {args.batch_size}, {args.image_size} px RGB (keras-io encoder: "
+              f"{parameters:,} parameters; the example's is {KERAS_IO_PARAMETERS:,} at 32 px); "
+              f"peak {peak:.0f} GFLOP/s:\n")
+        print_table(rows, [("run", "run", ""), *columns_common,
+                           ("augment_ms", "2 views alone, ms", ".1f")])
+    write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()
