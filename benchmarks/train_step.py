@@ -27,7 +27,10 @@ needs `pip install torch` (CPU build); it is skipped otherwise.
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import subprocess
+import sys
 import time
 
 from _common import (
@@ -82,9 +85,10 @@ def parse_args(argv=None):
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes and few steps: checks that everything runs")
+    parser.add_argument("--torch-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.batch_size, args.image_size, args.examples = 16, 16, 64
+        args.batch_size, args.examples = 16, 64
         args.steps, args.warmup, args.resnet_steps = 2, 1, 1
     return args
 
@@ -351,6 +355,36 @@ def measure_torch(kind, batch_size, steps, warmup, image_size=32):
             "parameters": sum(p.numel() for p in encoder.parameters())}
 
 
+def torch_in_subprocess(kind, args, steps, warmup):
+    """`measure_torch` in a fresh process (no TensorFlow thread pools beside it), with its own
+    matmul peak; None without torch."""
+    if args.no_torch or torch_models() is None:
+        return None
+    command = [sys.executable, __file__, "--torch-child", kind, "--batch-size",
+               str(args.batch_size), "--image-size", str(args.image_size), "--steps", str(steps),
+               "--warmup", str(warmup)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    if result.returncode or not lines:
+        print(f"# PyTorch {kind} failed: {result.stderr[-2000:]}")
+        return None
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def torch_child(args) -> None:
+    import torch
+
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    peak = 2.0 * n**3 / best_time(lambda: torch.matmul(a, b), 5) / 1e9
+    row = measure_torch(args.torch_child, args.batch_size, args.steps, args.warmup,
+                        args.image_size)
+    row["torch_matmul_peak"] = peak
+    row["threads"] = torch.get_num_threads()
+    print("RESULT " + json.dumps(row))
+
+
 def references_suite(args, peak):
     rows = []
     shape = (args.image_size, args.image_size, 3)
@@ -381,9 +415,8 @@ def references_suite(args, peak):
         row["augment_ms"] = augmentation_ms(model, x, args, jit)
         add(row, run=f"keras_ssl SimCLR, same encoder and head, XLA {'on' if jit else 'off'}",
             encoder="keras-io 4-conv", framework="keras_ssl", parameters=parameters)
-    torch_ok = torch_models() is not None and not args.no_torch
-    if torch_ok:
-        row = measure_torch("kerasio", args.batch_size, args.steps, args.warmup, args.image_size)
+    row = torch_in_subprocess("kerasio", args, args.steps, args.warmup)
+    if row:
         add(row, run="PyTorch SimCLR step, same encoder and head (views ready)",
             encoder="keras-io 4-conv", framework="PyTorch")
     if args.no_resnet:
@@ -396,8 +429,8 @@ def references_suite(args, peak):
         row["augment_ms"] = augmentation_ms(model, x, args, jit)
         add(row, run=f"keras_ssl SimCLR, ResNet-18 small stem, XLA {'on' if jit else 'off'}",
             encoder="ResNet-18", framework="keras_ssl", parameters=model.encoder.count_params())
-    if torch_ok:
-        row = measure_torch("resnet18", args.batch_size, args.resnet_steps, 1, args.image_size)
+    row = torch_in_subprocess("resnet18", args, args.resnet_steps, 1)
+    if row:
         add(row, run="PyTorch SimCLR step, ResNet-18 small stem (views ready)",
             encoder="ResNet-18", framework="PyTorch")
     return rows, encoder_parameters
@@ -405,6 +438,9 @@ def references_suite(args, peak):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.torch_child:
+        torch_child(args)
+        return
     info = machine()
     print_machine(info)
     peaks = matmul_peak()

@@ -1,8 +1,7 @@
 """A classifier on a pretrained encoder, with few labels: the reason to pretrain at all.
 
 Loads an encoder exported by keras-ssl (`keras_ssl.load_encoder`) and trains the same Keras
-classifier (encoder -> Dense(classes)) four ways, with 1% and with 10% of the
-training labels:
+classifier (encoder -> Dense(classes)) four ways, with 1% and with 10% of the training labels:
 
 - linear probe: the pretrained encoder frozen, only the Dense layer learns (on standardised
   features);

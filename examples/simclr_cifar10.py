@@ -7,8 +7,11 @@ graph (`keras_ssl.augment.simclr`), the `keras_ssl.SimCLR` model (its `train_ste
 linear probe on detached features, as in keras-io's `ContrastiveModel`), `keras_ssl.evaluate` for
 kNN / linear-probe accuracy and `keras_ssl.export_encoder` for TF Serving.
 
-    python examples/simclr_cifar10.py             # 10,000 CIFAR-10 images, ~15 min on 2 CPU cores
+    python examples/simclr_cifar10.py             # 10,000 CIFAR-10 images, 20 epochs: ~12 min on 2 CPU cores
     python examples/simclr_cifar10.py --quick     # digits, a few seconds (what the tests run)
+
+On 2 shared CPU cores the full run took 635 s of pretraining and moved the held-out (2,500 images)
+kNN accuracy from 0.287 (random init) to 0.420 and the linear probe from 0.304 to 0.472.
 
 CIFAR-10 comes from `../shared/data/cifar10/cifar10-train-jpg.tar.gz` beside the repository when
 it is there (a folder of class folders once extracted), else from tensorflow-datasets (`cifar10`,
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 import keras_ssl
@@ -100,8 +104,8 @@ model = keras_ssl.SimCLR(get_encoder(data.input_shape), augmenter=contrastive_au
                          probe_classes=probe_classes, seed=0)
 steps = int(train_dataset.cardinality()) * num_epochs
 model.compile(optimizer=keras_ssl.training.default_optimizer(1e-3, steps),
-              # XLA compiles the step for speed; its compile time is not worth it for a few steps.
-              jit_compile=not args.quick)
+              # XLA pays off on a GPU; on CPU TensorFlow's own (oneDNN) kernels are faster.
+              jit_compile=bool(tf.config.list_physical_devices("GPU")))
 
 split = (data.x_train, data.y_train, data.x_test, data.y_test)
 baseline = keras_ssl.evaluate.evaluate_encoder(model, *split)

@@ -15,8 +15,23 @@ from keras_ssl._backend import require_tensorflow_backend
 
 require_tensorflow_backend()
 
-# The public API; the order follows the dependency order of the modules.
-from keras_ssl import augment, data, encoders, heads, losses, pretext, text  # noqa: E402
+# The public API.
+from keras_ssl import (  # noqa: E402
+    augment,
+    callbacks,
+    checkpoint,
+    data,
+    encoders,
+    evaluate,
+    guards,
+    heads,
+    losses,
+    plot,
+    pretext,
+    serving,
+    text,
+    training,
+)
 from keras_ssl.errors import KerasSSLError  # noqa: E402
 from keras_ssl.export import export_encoder, load_encoder  # noqa: E402
 from keras_ssl.methods import (  # noqa: E402
@@ -31,9 +46,6 @@ from keras_ssl.methods import (  # noqa: E402
     SupCon,
     Triplet,
 )
-from keras_ssl import evaluate  # noqa: E402
-from keras_ssl import callbacks, plot, serving, training  # noqa: E402
-from keras_ssl import checkpoint, guards  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [

@@ -119,8 +119,8 @@ def _parser() -> argparse.ArgumentParser:
                        "stay float32); auto: float32 on CPU, mixed_float16 with a GPU")
     speed.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
                        help="compile the whole training step with XLA (jit_compile); auto: on "
-                       "without a strategy, off under one (XLA does not compile the cross-replica "
-                       "collectives on CPU)")
+                       "with a GPU and no strategy, off on CPU (there XLA's convolutions made "
+                       "training steps 2-3x slower than TensorFlow's oneDNN kernels)")
     speed.add_argument("--strategy", default="none", choices=("none", "mirrored", "multi_worker"),
                        help="none: one device; mirrored: every GPU of this machine (or the "
                        "--cpu-devices); multi_worker: the machines in TF_CONFIG, one process each. "
@@ -267,24 +267,25 @@ def pretrain(args) -> int:
         )
     if args.image_size and data.kind == "images":
         input_shape = (args.image_size, args.image_size, input_shape[-1])
-    encoder = (
-        encoders.build(args.encoder, input_shape, width=args.width)
-        if args.encoder
-        else encoders.for_input(input_shape)
-    )
     if args.online_probe and not data.has_labels:
         raise KerasSSLError(
             f"--online-probe trains a classifier on labels, but {args.data!r} has none. Drop "
             "--online-probe or use a labelled source."
         )
     probe = {"probe_classes": data.num_classes} if args.online_probe else {}
-    model = _sync_batchnorm(cls(encoder, seed=args.seed, **probe, **preset), args)
     epochs = _default_epochs(len(data.x_train)) if args.epochs is None else args.epochs
     labels = data.y_train if cls.needs_labels or args.online_probe else None
     # Each epoch's batches depend only on (seed, epoch), so a resumed run sees the same batches.
     steps = checkpoint.steps_per_epoch(len(data.x_train), args.batch_size)
-    model.compile(optimizer=training.default_optimizer(args.learning_rate, steps * epochs),
-                  jit_compile=args.jit_compile)
+    with _strategy_scope(args):  # variables of the model and the optimizer on every replica
+        encoder = (
+            encoders.build(args.encoder, input_shape, width=args.width)
+            if args.encoder
+            else encoders.for_input(input_shape)
+        )
+        model = _sync_batchnorm(cls(encoder, seed=args.seed, **probe, **preset), args)
+        model.compile(optimizer=training.default_optimizer(args.learning_rate, steps * epochs),
+                      jit_compile=getattr(args, "jit_compile", "auto"))
 
     split = _evaluation_split(data, args.eval_examples)
     rows = []
@@ -364,15 +365,16 @@ def _pretrain_text(args, cls, preset) -> int:
     data = text.load(args.data, vocab_size=args.vocab_size, sequence_length=args.sequence_length,
                      seed=args.seed, max_examples=args.max_examples, data_dir=args.data_dir,
                      download=args.download)
-    encoder = encoders.build_text(args.encoder or "transformer", data.vocab_size,
-                                  data.sequence_length, width=args.width or TEXT_WIDTH)
-    model = cls(encoder, vocab_size=data.vocab_size, mask_token_id=data.mask_token_id,
-                first_token_id=data.first_token_id, vectorizer=data.vectorizer, seed=args.seed,
-                **preset)
     steps = checkpoint.steps_per_epoch(len(data.x_train), args.batch_size)
     epochs = _default_text_epochs(steps) if args.epochs is None else args.epochs
-    model.compile(optimizer=training.default_optimizer(args.learning_rate, steps * epochs),
-                  jit_compile=args.jit_compile)
+    with _strategy_scope(args):  # variables of the model and the optimizer on every replica
+        encoder = encoders.build_text(args.encoder or "transformer", data.vocab_size,
+                                      data.sequence_length, width=args.width or TEXT_WIDTH)
+        model = cls(encoder, vocab_size=data.vocab_size, mask_token_id=data.mask_token_id,
+                    first_token_id=data.first_token_id, vectorizer=data.vectorizer,
+                    seed=args.seed, **preset)
+        model.compile(optimizer=training.default_optimizer(args.learning_rate, steps * epochs),
+                      jit_compile=getattr(args, "jit_compile", "auto"))
 
     def held_out_scores():
         passes = data.test_dataset(256).repeat(TEXT_EVAL_PASSES)
@@ -450,13 +452,23 @@ def _distribution(args):
             "--xla on does not work under a strategy on CPU: XLA fails to compile the "
             "cross-replica collectives there (TensorFlow 2.21). Use --xla off (or auto)."
         )
-    args.jit_compile = args.xla == "on" or (args.xla == "auto" and args.strategy == "none")
+    # On CPU, TensorFlow's own (oneDNN) convolutions beat XLA's: see docs/performance.md.
+    args.jit_compile = args.xla == "on" or (
+        args.xla == "auto" and args.strategy == "none" and not on_cpu)
     workers = distribute.num_workers(strategy)
     where = f", worker {distribute.worker_index(strategy)} of {workers}" if workers > 1 else ""
     print(f"Precision {policy}, XLA {'on' if args.jit_compile else 'off'}, strategy "
           f"{args.strategy} ({replicas} replica{'s' if replicas > 1 else ''}{where})"
           + (", synchronised batch norm" if args.sync_batchnorm else ""))
     return strategy
+
+
+def _strategy_scope(args):
+    """The scope to build and compile models in (a no-op without a strategy)."""
+    import contextlib
+
+    scope = getattr(args, "strategy_scope", None)
+    return scope() if scope is not None else contextlib.nullcontext()
 
 
 def _sync_batchnorm(model, args):
@@ -576,9 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "pretrain":
             # Before anything else touches TensorFlow: a multi-worker strategy must be created
-            # first, and models must be built (and compiled) inside its scope.
-            with _distribution(args).scope():
-                return command(args)
+            # first. Models are built and compiled inside its scope (args.strategy_scope).
+            args.strategy_scope = _distribution(args).scope
         return command(args)
     except KerasSSLError as err:
         print(f"keras-ssl: error: {err}", file=sys.stderr)

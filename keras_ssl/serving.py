@@ -33,6 +33,7 @@ SIGNATURE = "serving_default"
 # TF Serving replays at most 1000 warm-up records; a single image and a full batch are the two
 # shapes a server meets most, and each record costs load time.
 WARMUP_BATCH_SIZES = (1, 8)
+_WARMUP_WORDS = np.array("the a of to in is model data text that for with each".split())
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -60,7 +61,8 @@ def predict_request(inputs, model_name: str = "encoder", input_name: str = "imag
     """A `tensorflow_serving.apis.predict_pb2.PredictRequest` carrying one batch of inputs.
 
     Args:
-        inputs: uint8 images `[N, H, W, C]` (or float32 features `[N, F]` for vector encoders).
+        inputs: uint8 images `[N, H, W, C]` (float32 features `[N, F]` for vector encoders,
+            strings `[N]` for text encoders).
         model_name: the name the server knows the model by (`MODEL_NAME` / models.config).
         input_name: the signature's input, `images` (or `features`).
         signature_name: the SavedModel signature to run.
@@ -89,11 +91,11 @@ def warmup_inputs(spec: tf.TensorSpec, batch_sizes=WARMUP_BATCH_SIZES, seed: int
     for size in batch_sizes:
         if spec.dtype == tf.uint8:
             batches.append(rng.integers(0, 256, (size, *shape), dtype=np.uint8))
-        elif spec.dtype == tf.string:  # a text encoder: sentences of random words
-            words = np.array(["the", "a", "model", "of", "text", "is", "served", "here"])
-            batches.append(np.array(
-                [" ".join(rng.choice(words, 8)) for _ in range(size)], dtype=object
-            ).reshape(size, *shape))
+        elif spec.dtype == tf.string:
+            # Text encoders vectorise inside the SavedModel: any sentence exercises every op.
+            words = rng.choice(_WARMUP_WORDS, (size, *shape, 12))
+            batches.append(np.array([" ".join(w) for w in words.reshape(-1, 12)],
+                                    dtype=object).reshape((size, *shape)))
         else:
             batches.append(rng.standard_normal((size, *shape)).astype(spec.dtype.as_numpy_dtype))
     return batches

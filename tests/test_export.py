@@ -95,7 +95,7 @@ def test_frozen_encoder_in_a_classifier_keeps_its_weights(model, tmp_path, textu
     classifier = _classifier(encoder)
     before = [w.copy() for w in encoder.get_weights()]
     classifier.fit(images, np.arange(16) % 2, epochs=2, verbose=0)
-    assert all(np.array_equal(a, b) for a, b in zip(before, encoder.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(before, encoder.get_weights(), strict=True))
 
 
 def test_fine_tuning_changes_encoder_weights(model, tmp_path, textured_images):

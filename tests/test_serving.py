@@ -151,6 +151,23 @@ def test_vector_encoder_warmup_uses_the_features_input(tmp_path):
     assert requests[0].inputs["features"].dtype == tf.float32.as_datatype_enum
 
 
+@pytest.mark.skipif(not hasattr(keras_ssl, "MaskedLanguageModel"), reason="no text methods")
+def test_text_encoder_warmup_sends_sentences_the_signature_accepts(tmp_path):
+    data = keras_ssl.text.load("pydoc", vocab_size=200, sequence_length=16, max_examples=32)
+    encoder = encoders.TransformerEncoder(data.vocab_size, 16, embed_dim=8, num_heads=2,
+                                          num_layers=1, ff_dim=16)
+    model = keras_ssl.MaskedLanguageModel(encoder, data.vocab_size, vectorizer=data.vectorizer)
+    version = keras_ssl.export_encoder(model, tmp_path / "mlm")
+    signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+    for request in serving.read_warmup_requests(version):
+        (name, proto), = request.inputs.items()
+        sentences = tf.make_ndarray(proto)
+        assert name == "text" and proto.dtype == tf.string.as_datatype_enum
+        assert all(len(s.split()) == 12 for s in sentences)  # real sentences, not empty strings
+        out = signature(**{name: tf.constant(sentences)})["embeddings"].numpy()
+        assert out.shape == (len(sentences), model.feature_dim) and np.isfinite(out).all()
+
+
 def test_models_config_parses_as_a_model_server_config(exported, tmp_path):
     _, base, _, _ = exported
     other = keras_ssl.export_encoder(encoders.MLP(4, hidden=(8,), output_dim=4), tmp_path / "mlp")

@@ -3,12 +3,12 @@
 Importing this package registers every method under its CLI name (see `registry.METHODS`).
 """
 
-from keras_ssl.methods.base import SelfSupervisedModel
-from keras_ssl.methods.registry import METHODS, get_method, register_method
 from keras_ssl.methods.autoencoder import AutoEncoder
+from keras_ssl.methods.base import SelfSupervisedModel
 from keras_ssl.methods.jigsaw import Jigsaw
 from keras_ssl.methods.mlm import MaskedLanguageModel
 from keras_ssl.methods.moco import MoCo
+from keras_ssl.methods.registry import METHODS, get_method, register_method
 from keras_ssl.methods.rotnet import RotNet
 from keras_ssl.methods.simclr import SimCLR
 from keras_ssl.methods.supcon import SupCon
