@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--epochs", type=int, default=None, metavar="N",
                           help="training epochs; 0 exports the random-init encoder as a baseline "
                           "(default: sized to the data, 60 on digits)")
+    pretrain.add_argument("--minutes", type=float, default=None, metavar="T",
+                          help="train for T minutes instead of a number of epochs: a few steps are "
+                          "timed first, the learning-rate schedule is fitted to the steps that "
+                          "fit, and training stops on time (evaluations between epochs do not "
+                          "count)")
     pretrain.add_argument("--batch-size", type=int, default=None, metavar="B",
                           help="examples per step (default 256, 32 for text; contrastive methods "
                           "need at least 2)")
@@ -180,6 +185,16 @@ def _check_pretrain_args(args, cls) -> None:
 
     if args.epochs is not None and args.epochs < 0:
         raise KerasSSLError(f"--epochs must be 0 or more, got {args.epochs}.")
+    if args.minutes is not None:
+        if args.minutes <= 0:
+            raise KerasSSLError(f"--minutes must be positive, got {args.minutes}.")
+        if args.epochs is not None:
+            raise KerasSSLError("Give --epochs or --minutes, not both.")
+        if args.checkpoint_dir:
+            raise KerasSSLError(
+                "--minutes plans the run from measured step times, which differ when a run "
+                "resumes; with --checkpoint-dir give --epochs instead."
+            )
     if args.batch_size < max(2, getattr(cls, "min_batch_size", 1)):
         raise KerasSSLError(
             f"--batch-size {args.batch_size} is too small: {cls.__name__} needs at least "
@@ -275,17 +290,24 @@ def pretrain(args) -> int:
     probe = {"probe_classes": data.num_classes} if args.online_probe else {}
     epochs = _default_epochs(len(data.x_train)) if args.epochs is None else args.epochs
     labels = data.y_train if cls.needs_labels or args.online_probe else None
-    # Each epoch's batches depend only on (seed, epoch), so a resumed run sees the same batches.
-    steps = checkpoint.steps_per_epoch(len(data.x_train), args.batch_size)
     with _strategy_scope(args):  # variables of the model and the optimizer on every replica
         encoder = (
             encoders.build(args.encoder, input_shape, width=args.width)
             if args.encoder
             else encoders.for_input(input_shape)
         )
+        # The model first: its checks (e.g. images too small for a puzzle) say more than the
+        # batch-size check below when both fail.
         model = _sync_batchnorm(cls(encoder, seed=args.seed, **probe, **preset), args)
+        # Each epoch's batches depend only on (seed, epoch): a resumed run sees the same batches.
+        steps = checkpoint.steps_per_epoch(len(data.x_train), args.batch_size)
         model.compile(optimizer=training.default_optimizer(args.learning_rate, steps * epochs),
                       jit_compile=getattr(args, "jit_compile", "auto"))
+    budget = []
+    if args.minutes:
+        epochs = training.plan_budget(model, data.x_train, labels, batch_size=args.batch_size,
+                                      minutes=args.minutes)
+        budget = [training.TimeBudget(args.minutes * 60)]
 
     split = _evaluation_split(data, args.eval_examples)
     rows = []
@@ -293,7 +315,8 @@ def pretrain(args) -> int:
         rows.append(("random init", evaluate.evaluate_encoder(model, *split)))
     print(
         f"Pretraining {encoder.name} ({encoder.count_params():,} parameters) with {cls.__name__} "
-        f"on {len(data.x_train):,} {data.name} examples: {epochs} epochs of {steps} steps."
+        f"on {len(data.x_train):,} {data.name} examples: {epochs} epochs of {steps} steps"
+        + (f" (what fits in {args.minutes:g} minutes)." if budget else ".")
     )
     if args.plots and split:
         before = evaluate.embed(model, split[2][:PLOT_POINTS])
@@ -304,9 +327,15 @@ def pretrain(args) -> int:
         history = checkpoint.fit_resumable(
             model, data.x_train, labels, batch_size=args.batch_size, epochs=epochs,
             seed=args.seed, checkpoint_dir=_worker_checkpoint_dir(args.checkpoint_dir),
-            save_every_steps=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
+            save_every_steps=args.checkpoint_every, callbacks=[*budget, *callbacks],
+            verbose=args.verbose,
         )
     seconds = time.perf_counter() - start
+    if budget and budget[0].stopped_at_step is not None:
+        print(f"Stopped on the {args.minutes:g}-minute budget after {budget[0].stopped_at_step} "
+              "steps.")
+    if budget and history is not None:  # the epochs that ran, not the ones planned
+        epochs = len(history.history.get("loss", [])) or epochs
     if split:
         rows.append((f"trained ({epochs} epochs)", evaluate.evaluate_encoder(model, *split)))
         _print_table(rows)
@@ -375,6 +404,11 @@ def _pretrain_text(args, cls, preset) -> int:
                     seed=args.seed, **preset)
         model.compile(optimizer=training.default_optimizer(args.learning_rate, steps * epochs),
                       jit_compile=getattr(args, "jit_compile", "auto"))
+    budget = []
+    if args.minutes:
+        epochs = training.plan_budget(model, data.x_train, batch_size=args.batch_size,
+                                      minutes=args.minutes)
+        budget = [training.TimeBudget(args.minutes * 60)]
 
     def held_out_scores():
         passes = data.test_dataset(256).repeat(TEXT_EVAL_PASSES)
@@ -386,7 +420,8 @@ def _pretrain_text(args, cls, preset) -> int:
         f"on {len(data.x_train):,} {data.name} examples of up to {data.sequence_length} tokens "
         f"(vocabulary {data.vocab_size:,}): {epochs} epochs of {steps} steps."
     )
-    callbacks = [keras.callbacks.TensorBoard(log_dir=args.logdir)] if args.logdir else []
+    callbacks = [*budget, *([keras.callbacks.TensorBoard(log_dir=args.logdir)] if args.logdir
+                            else [])]
     start = time.perf_counter()
     history = None
     if epochs:
@@ -396,6 +431,8 @@ def _pretrain_text(args, cls, preset) -> int:
             save_every_steps=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
         )
     seconds = time.perf_counter() - start
+    if budget and history is not None:  # the epochs that ran, not the ones planned
+        epochs = len(history.history.get("loss", [])) or epochs
     if rows:
         rows.append((f"trained ({epochs} epochs)", held_out_scores()))
         print(f"\nHeld-out text: {len(data.x_test):,} examples, each masked "

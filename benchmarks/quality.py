@@ -1,0 +1,476 @@
+"""What T minutes of self-supervised training buy: kNN and linear-probe accuracy against baselines.
+
+Each `--method` is built as `keras-ssl pretrain` builds it (the registry's preset, the default
+encoder for the input, `training.default_optimizer`), trained for `--minutes` of wall-clock time
+(`training.plan_budget` fits the learning-rate schedule to the steps that fit, `TimeBudget` stops
+on time) and scored with `keras_ssl.evaluate`: kNN (k=200, cosine, t=0.1) and a logistic-regression
+probe on frozen features of held-out labelled images. Beside the methods, from the same run:
+
+- `raw pixels`: the flattened images in [0, 1], no encoder at all;
+- `random init`: the encoder the methods start from (same architecture, same seed), untrained;
+- `supervised`: that encoder under a softmax layer, trained with labels and cross-entropy for the
+  same minutes with the same optimizer (light views: random crop and flip), then scored the same
+  way on its frozen features. `--no-baselines` skips it.
+
+Data: `fashion_mnist` reads the idx files in `--data-dir` (default ../shared/data/fashion-mnist
+beside the repository): SSL training on the first `--examples` of the 60,000 training images,
+kNN memory / probe training on the first `--eval-examples`, test on the official 10,000. `cifar10`
+reads a `train/<class>/*.jpg` tarball (default ../shared/data/cifar10/cifar10-train-jpg.tar.gz),
+extracted once into `--cache-dir` (or `--data-dir` naming an extracted folder of class folders),
+decoded once into an .npz there; 10,000 images (stratified, seed 0) are held out as the test set,
+and training draws on the other 40,000.
+
+    python benchmarks/quality.py --data fashion_mnist --method simclr --minutes 10
+    python benchmarks/quality.py --data cifar10 --method simclr --method moco --minutes 30 \\
+        --json results/quality_cifar10.json
+    python benchmarks/quality.py --data fashion_mnist --method simclr --minutes 0.2 --examples 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import shlex
+import shutil
+import sys
+import tarfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import REPO, machine, print_machine, print_table, write_json
+
+import keras  # isort: skip
+import numpy as np  # isort: skip
+import tensorflow as tf  # isort: skip
+
+from keras_ssl import augment, checkpoint, encoders, evaluate, precision, training  # noqa: E402
+from keras_ssl import data as data_lib  # noqa: E402
+from keras_ssl.errors import KerasSSLError  # noqa: E402
+from keras_ssl.guards import NonFiniteLossError  # noqa: E402
+from keras_ssl.methods import METHODS, get_method  # noqa: E402
+from keras_ssl.methods.base import MIN_IMAGE_SIZE  # noqa: E402
+
+DATA_SETS = ("fashion_mnist", "cifar10")  # and a hidden `digits`, for quick checks
+SHARED_DATA = REPO.parent / "shared" / "data"
+DEFAULT_DATA_DIRS = {
+    "fashion_mnist": SHARED_DATA / "fashion-mnist",
+    "cifar10": SHARED_DATA / "cifar10",
+}
+CIFAR10_TARBALL = "cifar10-train-jpg.tar.gz"
+DEFAULT_CACHE_DIR = Path("/tmp/keras_ssl_cifar10")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="quality.py",
+        description="kNN and linear-probe accuracy of methods trained for T minutes, beside raw "
+        "pixels, the random-init encoder and the same encoder trained with labels.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 3)[3])
+    parser.add_argument("--data", required=True, metavar="NAME",
+                        help=f"data set: {', '.join(DATA_SETS)}")
+    parser.add_argument("--method", action="append", default=[], metavar="M",
+                        help=f"a method to train (repeatable): {', '.join(sorted(METHODS))}")
+    parser.add_argument("--minutes", type=float, required=True, metavar="T",
+                        help="wall-clock training budget of each method and of the supervised "
+                        "baseline, in minutes")
+    parser.add_argument("--examples", type=int, default=10000, metavar="N",
+                        help="training images (default 10000)")
+    parser.add_argument("--eval-examples", type=int, default=10000, metavar="N",
+                        help="labelled training images for the kNN memory bank and the probe "
+                        "(default 10000)")
+    parser.add_argument("--test-examples", type=int, default=10000, metavar="N",
+                        help="cifar10: images held out as the test set (default 10000)")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="fashion_mnist: the idx folder; cifar10: the folder holding "
+                        f"{CIFAR10_TARBALL}, the tarball itself, or an extracted folder of class "
+                        "folders (default: ../shared/data/<data set> beside the repository)")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), metavar="DIR",
+                        help="cifar10: where the tarball is extracted and the decoded arrays are "
+                        f"kept (default {DEFAULT_CACHE_DIR})")
+    parser.add_argument("--batch-size", type=int, default=256, metavar="B", help="(256)")
+    parser.add_argument("--learning-rate", type=float, default=2e-3, metavar="LR",
+                        help="peak AdamW learning rate of every model trained (2e-3)")
+    parser.add_argument("--encoder", default=None, metavar="NAME",
+                        help="backbone (default: the CLI's, convnet below 64 px)")
+    parser.add_argument("--width", type=int, default=None, metavar="W",
+                        help="channels of the encoder's first stage (with --encoder)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="(0)")
+    parser.add_argument("--supervised-augment", default="weak", choices=("weak", "none"),
+                        help="views of the supervised baseline: weak (random crop of 50-100%% "
+                        "of the area and a flip; default) or none")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="skip the supervised baseline (raw pixels and random init stay)")
+    parser.add_argument("--precision", default="auto",
+                        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+                        help="as keras-ssl pretrain (auto: float32 on CPU)")
+    parser.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
+                        help="as keras-ssl pretrain (auto: on with a GPU, off on CPU)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
+    parser.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2),
+                        help="Keras progress output while training (0)")
+    args = parser.parse_args(argv)
+    if args.data not in (*DATA_SETS, "digits"):
+        parser.error(f"--data {args.data!r} is not a data set this benchmark knows; choose "
+                     f"{' or '.join(DATA_SETS)}.")
+    if not args.method:
+        parser.error("give at least one --method, e.g. --method simclr.")
+    if not args.minutes > 0:
+        parser.error(f"--minutes must be positive, got {args.minutes:g}.")
+    if args.width is not None and not args.encoder:
+        parser.error("--width sizes the encoder named by --encoder; give --encoder too.")
+    for name in ("examples", "eval_examples", "test_examples", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be 1 or more.")
+    return args
+
+
+# ----- data ------------------------------------------------------------------------------------
+@dataclass
+class Split:
+    name: str
+    x_train: np.ndarray  # what the models train on
+    y_train: np.ndarray
+    x_memory: np.ndarray  # labelled training images: the kNN memory bank, the probe's training set
+    y_memory: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    source: str
+
+    def describe(self) -> dict:
+        return {"name": self.name, "source": self.source, "input_shape": list(self.x_train.shape[1:]),
+                "train": len(self.x_train), "memory": len(self.x_memory), "test": len(self.x_test),
+                "classes": self.num_classes}
+
+
+def load_split(args) -> Split:
+    if args.data == "digits":
+        data, source = data_lib.load("digits", seed=0), "digits (scikit-learn)"
+    elif args.data == "fashion_mnist":
+        folder = Path(args.data_dir) if args.data_dir else DEFAULT_DATA_DIRS["fashion_mnist"]
+        if not folder.is_dir():
+            raise KerasSSLError(
+                f"No Fashion-MNIST folder at {folder}: give --data-dir, the folder of its idx "
+                "files (train-images-idx3-ubyte.gz, train-labels-..., t10k-images-..., "
+                "t10k-labels-...)."
+            )
+        data, source = data_lib.load(folder), str(folder)
+        if data.x_test is None:
+            raise KerasSSLError(
+                f"{folder} has no t10k-images / t10k-labels idx files: the benchmark tests on them."
+            )
+    else:
+        data, source = load_cifar10(args.data_dir, args.cache_dir, args.test_examples)
+    if data.y_train is None or data.y_test is None:
+        raise KerasSSLError(f"{source}: the benchmark needs labelled training and test images.")
+    return Split(
+        name=args.data,
+        x_train=data.x_train[: args.examples], y_train=data.y_train[: args.examples],
+        x_memory=data.x_train[: args.eval_examples], y_memory=data.y_train[: args.eval_examples],
+        x_test=data.x_test, y_test=data.y_test, num_classes=int(data.num_classes), source=source,
+    )
+
+
+def _has_class_folders(folder: Path) -> bool:
+    for sub in folder.iterdir() if folder.is_dir() else ():
+        if sub.is_dir() and not sub.name.startswith("."):
+            if any(p.suffix.lower() in IMAGE_SUFFIXES for p in sub.iterdir()):
+                return True
+    return False
+
+
+def cifar10_folder(data_dir, cache_dir) -> Path:
+    """The folder of CIFAR-10 class folders: `data_dir` itself (or its `train/`) when extracted,
+    else the tarball extracted into `cache_dir/train` (once; later calls find it there)."""
+    source = Path(data_dir) if data_dir else DEFAULT_DATA_DIRS["cifar10"]
+    if source.is_dir():
+        for candidate in (source, source / "train"):
+            if _has_class_folders(candidate):
+                return candidate
+        tarball = source / CIFAR10_TARBALL
+    else:
+        tarball = source
+    if not tarball.is_file():
+        raise KerasSSLError(
+            f"No CIFAR-10 images at {source}: give --data-dir, a folder holding {CIFAR10_TARBALL} "
+            "(train/<class>/*.jpg), the tarball itself, or an extracted folder of class folders."
+        )
+    cache = Path(cache_dir)
+    target = cache / "train"
+    if _has_class_folders(target):
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = cache / f".extracting-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    print(f"# extracting {tarball} into {target}", flush=True)
+    try:
+        with tarfile.open(tarball) as archive:
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(partial, filter="data")
+            else:  # Python before 3.11.4
+                archive.extractall(partial)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise KerasSSLError(f"Could not extract {tarball} ({type(e).__name__}: {e}).") from e
+    extracted = partial / "train" if _has_class_folders(partial / "train") else partial
+    if not _has_class_folders(extracted):
+        shutil.rmtree(partial, ignore_errors=True)
+        raise KerasSSLError(f"{tarball} holds no train/<class>/<image> folders.")
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(extracted, target)
+    shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def load_cifar10(data_dir, cache_dir, test_examples: int = 10000, seed: int = 0):
+    """CIFAR-10's training images split into training and `test_examples` held-out images
+    (stratified, fixed by `seed`); decoded once, then read from an .npz in `cache_dir`."""
+    folder = cifar10_folder(data_dir, cache_dir).resolve()
+    cache = Path(cache_dir) / f"cifar10_test{test_examples}_seed{seed}.npz"
+    if cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as saved:
+                if str(saved["source"]) == str(folder):
+                    arrays = {k: saved[k] for k in ("x", "y", "x_test", "y_test", "class_names")}
+                    data = data_lib.SSLData(
+                        arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"],
+                        name=folder.name, class_names=[str(c) for c in arrays["class_names"]])
+                    return data, f"{folder} (decoded: {cache})"
+        except Exception as e:  # a truncated or foreign file: decode again
+            print(f"# ignoring the cache {cache} ({type(e).__name__}: {e})", flush=True)
+    count = sum(1 for sub in folder.iterdir() if sub.is_dir()
+                for p in sub.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if count <= test_examples:
+        raise KerasSSLError(
+            f"{folder} holds {count} images, too few to hold out --test-examples {test_examples}."
+        )
+    print(f"# decoding {count:,} images from {folder}", flush=True)
+    # ceil(count * fraction) == test_examples, whatever the rounding of the fraction.
+    data = data_lib.load(folder, test_fraction=(test_examples - 0.5) / count, seed=seed)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(f".{cache.name}.{os.getpid()}")
+    with open(partial, "wb") as f:
+        np.savez(f, x=data.x_train, y=data.y_train, x_test=data.x_test, y_test=data.y_test,
+                 class_names=np.asarray(data.class_names), source=np.asarray(str(folder)))
+    os.replace(partial, cache)
+    return data, f"{folder} (decoded into {cache})"
+
+
+# ----- models ----------------------------------------------------------------------------------
+def build_encoder(input_shape, args) -> keras.Model:
+    """The encoder `keras-ssl pretrain` builds, from the seed: every row starts from the same one."""
+    keras.utils.set_random_seed(args.seed)
+    if args.encoder:
+        return encoders.build(args.encoder, input_shape, width=args.width)
+    return encoders.for_input(input_shape)
+
+
+def build_method(name: str, input_shape, args, total_steps: int):
+    """A compiled method, as `keras-ssl pretrain` builds it."""
+    cls, preset = get_method(name)
+    encoder = build_encoder(input_shape, args)
+    model = cls(encoder, seed=args.seed, **preset)
+    model.compile(optimizer=training.default_optimizer(args.learning_rate, total_steps),
+                  jit_compile=args.jit_compile)
+    return model, cls
+
+
+class Features(keras.Model):
+    """uint8 images -> the encoder's features, with the methods' preprocessing (x / 255)."""
+
+    def __init__(self, encoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+
+    def call(self, images, training=False):
+        return self.encoder(augment.to_float_images(images), training=training)
+
+
+class Supervised(keras.Model):
+    """The supervised baseline: (light views of) the images -> encoder -> softmax over classes."""
+
+    def __init__(self, encoder, num_classes: int, augmenter=None, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.augmenter = augmenter
+        self.classifier = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
+                                             name="classifier")
+
+    def call(self, images, training=False):
+        if self.augmenter is not None:
+            x = self.augmenter(images, training=training)
+        else:
+            x = augment.to_float_images(images)
+        return self.classifier(self.encoder(x, training=training))
+
+
+def build_supervised(split: Split, args, total_steps: int) -> Supervised:
+    input_shape = split.x_train.shape[1:]
+    encoder = build_encoder(input_shape, args)
+    augmenter = (augment.weak(tuple(input_shape[:2]), seed=args.seed)
+                 if args.supervised_augment == "weak" else None)
+    model = Supervised(encoder, split.num_classes, augmenter)
+    model.compile(optimizer=training.default_optimizer(args.learning_rate, total_steps),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=args.jit_compile)
+    return model
+
+
+# ----- training and scoring --------------------------------------------------------------------
+def train_for(model, x, y, args) -> dict:
+    """Train `model` for `args.minutes` with the library's budget helpers; what it did."""
+    start = time.perf_counter()
+    planned = training.plan_budget(model, x, y, batch_size=args.batch_size, minutes=args.minutes)
+    plan_seconds = time.perf_counter() - start
+    budget = training.TimeBudget(args.minutes * 60)
+    start = time.perf_counter()
+    history = checkpoint.fit_resumable(model, x, y, batch_size=args.batch_size, epochs=planned,
+                                       seed=args.seed, callbacks=[budget], verbose=args.verbose)
+    seconds = time.perf_counter() - start
+    per_epoch = checkpoint.steps_per_epoch(len(x), args.batch_size)
+    steps = (budget.stopped_at_step if budget.stopped_at_step is not None
+             else len(history.history.get("loss", [])) * per_epoch)
+    losses = history.history.get("loss", [])
+    return {
+        "epochs": round(steps / per_epoch, 2), "steps": int(steps), "planned_epochs": planned,
+        "steps_per_epoch": per_epoch, "train_seconds": round(seconds, 2),
+        "budget_seconds": round(budget.spent, 2), "plan_seconds": round(plan_seconds, 2),
+        "stopped_on_budget": budget.stopped_at_step is not None,
+        "final_loss": float(losses[-1]) if losses else None,
+    }
+
+
+def score(features_of, split: Split) -> dict:
+    """kNN and linear-probe accuracy of an encoder (or of raw pixels: `features_of=None`)."""
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if features_of is None:
+            def pixels(x):
+                return x.reshape(len(x), -1).astype(np.float32) / np.float32(255)
+
+            train, test = pixels(split.x_memory), pixels(split.x_test)
+            scores = {
+                "knn_accuracy": evaluate.knn_accuracy(train, split.y_memory, test, split.y_test),
+                "linear_probe_accuracy": evaluate.linear_probe(train, split.y_memory, test,
+                                                               split.y_test),
+            }
+        else:
+            scores = evaluate.evaluate_encoder(features_of, split.x_memory, split.y_memory,
+                                               split.x_test, split.y_test)
+    scores["probe_converged"] = not any("ConvergenceWarning" in type(w.message).__name__
+                                        for w in caught)
+    scores["eval_seconds"] = round(time.perf_counter() - start, 2)
+    return scores
+
+
+def check_methods(args, split: Split) -> None:
+    """Every method exists, can learn from these images and builds, before anything trains."""
+    if min(split.x_train.shape[1:3]) < MIN_IMAGE_SIZE:
+        raise KerasSSLError(f"{split.name}: images smaller than {MIN_IMAGE_SIZE} px.")
+    for name in args.method:
+        cls, preset = get_method(name)
+        if "images" not in cls.input_kinds:
+            raise KerasSSLError(
+                f"--method {name} learns from {' or '.join(cls.input_kinds)}, not images; choose "
+                "an image method."
+            )
+        if args.batch_size < max(2, getattr(cls, "min_batch_size", 1)):
+            raise KerasSSLError(
+                f"--batch-size {args.batch_size} is too small for {name}: it needs at least "
+                f"{max(2, cls.min_batch_size)} examples per batch."
+            )
+        cls(build_encoder(split.x_train.shape[1:], args), seed=args.seed, **preset)
+    checkpoint.steps_per_epoch(len(split.x_train), args.batch_size)  # a full batch at least
+
+
+def run(args) -> dict:
+    precision_name = precision.set_precision(args.precision)
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    args.jit_compile = args.xla == "on" or (args.xla == "auto" and on_gpu)
+    split = load_split(args)
+    check_methods(args, split)
+    minutes = f"{args.minutes:g} min"
+    print(f"# {split.name}: {len(split.x_train):,} training images {split.x_train.shape[1:]}, "
+          f"{len(split.x_memory):,} labelled for the kNN memory / probe, {len(split.x_test):,} "
+          f"test; {split.source}", flush=True)
+    print(f"# precision {precision_name}, XLA {'on' if args.jit_compile else 'off'}, batch "
+          f"{args.batch_size}, learning rate {args.learning_rate:g}, seed {args.seed}", flush=True)
+    input_shape = split.x_train.shape[1:]
+    steps = checkpoint.steps_per_epoch(len(split.x_train), args.batch_size)
+
+    rows = []
+    print("# raw pixels", flush=True)
+    rows.append({"name": "raw pixels", "kind": "baseline", **score(None, split)})
+    print("# random init", flush=True)
+    encoder = build_encoder(input_shape, args)
+    rows.append({"name": "random init", "kind": "baseline", "encoder": encoder.name,
+                 "parameters": encoder.count_params(), **score(Features(encoder), split)})
+    del encoder
+    if not args.no_baselines:
+        print(f"# supervised ({minutes})", flush=True)
+        model = build_supervised(split, args, steps)
+        trained = train_for(model, split.x_train, split.y_train, args)
+        rows.append({"name": f"supervised ({minutes})", "kind": "baseline", **trained,
+                     **score(Features(model.encoder), split)})
+        del model
+        gc.collect()
+    for name in args.method:
+        print(f"# {name} ({minutes})", flush=True)
+        model, cls = build_method(name, input_shape, args, steps)
+        labels = split.y_train if cls.needs_labels else None
+        row = {"name": f"{name} ({minutes})", "kind": "method", "method": name,
+               "class": cls.__name__}
+        try:
+            row.update(train_for(model, split.x_train, labels, args))
+        except NonFiniteLossError as e:
+            print(f"# {name}: {e}", flush=True)
+            rows.append({**row, "error": str(e), "knn_accuracy": float("nan"),
+                         "linear_probe_accuracy": float("nan")})
+            continue
+        rows.append({**row, **score(model, split)})
+        del model
+        gc.collect()
+    return {"data": split.describe(), "rows": rows}
+
+
+COLUMNS = [("name", "model", ""), ("knn_accuracy", "kNN", ".4f"),
+           ("linear_probe_accuracy", "linear probe", ".4f"), ("epochs", "epochs", ".2f"),
+           ("steps", "steps", "d"), ("train_seconds", "train s", ".1f")]
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    info = machine()
+    info["processor"] = platform.processor() or platform.machine()
+    info["command"] = shlex.join(["python", "benchmarks/quality.py", *argv])
+    print_machine(info)
+    tf.get_logger().setLevel("ERROR")  # retracing notices of the evaluations' last partial batch
+    try:
+        result = run(args)
+    except KerasSSLError as err:
+        print(f"quality.py: error: {err}", file=sys.stderr)
+        return 2
+    print()
+    print(f"# {result['data']['name']}: {result['data']['train']:,} training images, kNN (k=200, "
+          f"cosine, t=0.1) and linear probe on {result['data']['memory']:,} labelled training "
+          f"images, scored on {result['data']['test']:,} test images; budget "
+          f"{args.minutes:g} min per trained row")
+    print_table(result["rows"], COLUMNS)
+    for row in result["rows"]:
+        if not row.get("probe_converged", True):
+            print(f"# {row['name']}: the linear probe stopped at its iteration limit")
+        if row.get("error"):
+            print(f"# {row['name']}: {row['error']}")
+    write_json(args.json, {"machine": info, "args": vars(args), **result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
