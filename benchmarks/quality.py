@@ -325,9 +325,9 @@ def build_supervised(split: Split, args, total_steps: int) -> Supervised:
 def train_for(model, x, y, args) -> dict:
     """Train `model` for `args.minutes` with the library's budget helpers; what it did."""
     start = time.perf_counter()
-    planned = training.plan_budget(model, x, y, batch_size=args.batch_size, minutes=args.minutes)
+    budget = training.plan_budget(model, x, y, batch_size=args.batch_size, minutes=args.minutes)
+    planned = budget.epochs
     plan_seconds = time.perf_counter() - start
-    budget = training.TimeBudget(args.minutes * 60)
     start = time.perf_counter()
     history = checkpoint.fit_resumable(model, x, y, batch_size=args.batch_size, epochs=planned,
                                        seed=args.seed, callbacks=[budget], verbose=args.verbose)
@@ -389,6 +389,18 @@ def check_methods(args, split: Split) -> None:
     checkpoint.steps_per_epoch(len(split.x_train), args.batch_size)  # a full batch at least
 
 
+def report(row: dict) -> None:
+    """One progress line: where the row's time went and what it scored."""
+    trained = ""
+    if "steps" in row:
+        steps = f"{row['steps']} step{'s' if row['steps'] != 1 else ''}"
+        trained = (f"planned {row['planned_epochs']} epochs ({row['plan_seconds']:.1f} s), "
+                   f"trained {steps} in {row['train_seconds']:.1f} s"
+                   f"{' (stopped on the budget)' if row['stopped_on_budget'] else ''}, ")
+    print(f"#   {trained}scored in {row['eval_seconds']:.1f} s: kNN {row['knn_accuracy']:.4f}, "
+          f"linear probe {row['linear_probe_accuracy']:.4f}", flush=True)
+
+
 def run(args) -> dict:
     precision_name = precision.set_precision(args.precision)
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
@@ -407,10 +419,12 @@ def run(args) -> dict:
     rows = []
     print("# raw pixels", flush=True)
     rows.append({"name": "raw pixels", "kind": "baseline", **score(None, split)})
+    report(rows[-1])
     print("# random init", flush=True)
     encoder = build_encoder(input_shape, args)
     rows.append({"name": "random init", "kind": "baseline", "encoder": encoder.name,
                  "parameters": encoder.count_params(), **score(Features(encoder), split)})
+    report(rows[-1])
     del encoder
     if not args.no_baselines:
         print(f"# supervised ({minutes})", flush=True)
@@ -418,6 +432,7 @@ def run(args) -> dict:
         trained = train_for(model, split.x_train, split.y_train, args)
         rows.append({"name": f"supervised ({minutes})", "kind": "baseline", **trained,
                      **score(Features(model.encoder), split)})
+        report(rows[-1])
         del model
         gc.collect()
     for name in args.method:
@@ -434,6 +449,7 @@ def run(args) -> dict:
                          "linear_probe_accuracy": float("nan")})
             continue
         rows.append({**row, **score(model, split)})
+        report(rows[-1])
         del model
         gc.collect()
     return {"data": split.describe(), "rows": rows}

@@ -305,9 +305,9 @@ def pretrain(args) -> int:
                       jit_compile=getattr(args, "jit_compile", "auto"))
     budget = []
     if args.minutes:
-        epochs = training.plan_budget(model, data.x_train, labels, batch_size=args.batch_size,
-                                      minutes=args.minutes)
-        budget = [training.TimeBudget(args.minutes * 60)]
+        budget = [training.plan_budget(model, data.x_train, labels,
+                                       batch_size=args.batch_size, minutes=args.minutes)]
+        epochs = budget[0].epochs
 
     split = _evaluation_split(data, args.eval_examples)
     rows = []
@@ -332,8 +332,8 @@ def pretrain(args) -> int:
         )
     seconds = time.perf_counter() - start
     if budget and budget[0].stopped_at_step is not None:
-        print(f"Stopped on the {args.minutes:g}-minute budget after {budget[0].stopped_at_step} "
-              "steps.")
+        print(f"Stopped after {budget[0].stopped_at_step} steps ({budget[0].spent:.0f} s of the "
+              f"{args.minutes:g}-minute budget).")
     if budget and history is not None:  # the epochs that ran, not the ones planned
         epochs = len(history.history.get("loss", [])) or epochs
     if split:
@@ -406,9 +406,9 @@ def _pretrain_text(args, cls, preset) -> int:
                       jit_compile=getattr(args, "jit_compile", "auto"))
     budget = []
     if args.minutes:
-        epochs = training.plan_budget(model, data.x_train, batch_size=args.batch_size,
-                                      minutes=args.minutes)
-        budget = [training.TimeBudget(args.minutes * 60)]
+        budget = [training.plan_budget(model, data.x_train, batch_size=args.batch_size,
+                                       minutes=args.minutes)]
+        epochs = budget[0].epochs
 
     def held_out_scores():
         passes = data.test_dataset(256).repeat(TEXT_EVAL_PASSES)

@@ -9,6 +9,7 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_ssl.checkpoint import steps_per_epoch
 from keras_ssl.errors import KerasSSLError
 
 
@@ -58,80 +59,82 @@ def default_optimizer(learning_rate: float = 2e-3, total_steps: int = 1000,
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stops `fit` once its training steps have taken `seconds` (checked after every step).
+    """Stops `fit` once its training steps have taken `seconds`, or after `max_steps` steps.
 
-    Only the epochs' steps count (input pipeline included): evaluations that callbacks run at an
-    epoch's end, such as `KNNMonitor`, do not eat into the budget.
+    Only the epochs' steps count (input pipeline included). Not counted: the first step, which
+    traces and compiles the step function, and evaluations that callbacks run at an epoch's end
+    (e.g. `KNNMonitor`). `plan_budget` returns one of these with `epochs` and `max_steps` set.
     """
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, max_steps: int | None = None, epochs: int | None = None):
         super().__init__()
         self.seconds = float(seconds)
+        self.max_steps = max_steps
+        self.epochs = epochs
         self.spent = 0.0
+        self.steps = 0
         self.stopped_at_step = None
 
     def on_train_begin(self, logs=None):
-        self.spent, self._steps = 0.0, 0
+        self.spent, self.steps, self.stopped_at_step = 0.0, 0, None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._mark = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
-        self.spent += now - self._mark
+        if self.steps:  # the first step's time is tracing and compiling
+            self.spent += now - self._mark
         self._mark = now
-        self._steps += 1
-        if self.spent >= self.seconds:
-            self.stopped_at_step = self._steps
+        self.steps += 1
+        if self.spent >= self.seconds or (self.max_steps and self.steps >= self.max_steps):
+            self.stopped_at_step = self.steps
             self.model.stop_training = True
 
 
-def seconds_per_step(model: keras.Model, batch, steps: int = 3) -> float:
-    """The wall-clock seconds one training step of `model` takes on `batch`, leaving the model as
-    it was.
+def seconds_per_step(model: keras.Model, batch, steps: int = 5) -> float:
+    """The wall-clock seconds one training step of `model` takes on `batch` (the median of
+    `steps` timed steps), leaving the model as it was.
 
-    The step is traced (and compiled) once, which `fit` then reuses; every variable the step
-    changes (weights, optimizer slots and step counter, random-number states, MoCo queues) is
-    restored afterwards, so measuring does not train.
+    Every variable the steps change (weights, optimizer slots and step counter, random-number
+    states, MoCo queues) is restored afterwards, so measuring does not train.
     """
     state = [*model.variables, *model.optimizer.variables]
     saved = [v.numpy() for v in state]
     batch = tuple(tf.convert_to_tensor(b) for b in (batch if isinstance(batch, tuple) else (batch,)))
     model.train_on_batch(*batch)  # trace and compile, not timed
-    start = time.perf_counter()
+    times = []
     for _ in range(steps):
+        start = time.perf_counter()
         logs = model.train_on_batch(*batch, return_dict=True)
-    float(next(iter(logs.values())))  # wait for the device
-    elapsed = (time.perf_counter() - start) / steps
+        float(next(iter(logs.values())))  # wait for the device
+        times.append(time.perf_counter() - start)
     for variable, value in zip(state, saved, strict=True):
         variable.assign(value)
-    return elapsed
+    return float(sorted(times)[len(times) // 2])
 
 
-def epochs_within(minutes: float, seconds_per_step: float, steps_per_epoch: int) -> int:
-    """How many whole epochs of `steps_per_epoch` steps fit in `minutes` (at least 1)."""
+def plan_budget(model: keras.Model, x, y=None, *, batch_size: int, minutes: float) -> TimeBudget:
+    """Plan training `model` on `x` (and labels `y`) for `minutes`: set its learning-rate schedule
+    to the steps that fit and return the `TimeBudget` callback that ends training on time.
+
+    Times a few steps on a real batch (augmentation included, see `seconds_per_step`). The
+    returned callback's `epochs` is what to pass to `fit`; it stops at the planned step count,
+    or earlier if the steps turn out slower than timed, so the schedule ends where training does.
+
+    >>> budget = plan_budget(model, x, batch_size=256, minutes=10)  # doctest: +SKIP
+    >>> model.fit(dataset, epochs=budget.epochs, callbacks=[budget])  # doctest: +SKIP
+    """
     if not minutes or minutes <= 0:
         raise KerasSSLError(f"A time budget must be a positive number of minutes, got {minutes}.")
-    return max(1, int(minutes * 60 / (seconds_per_step * steps_per_epoch)))
-
-
-def plan_budget(model: keras.Model, x, y=None, *, batch_size: int, minutes: float) -> int:
-    """Set `model`'s learning-rate schedule for the steps that fit in `minutes`; return the
-    number of epochs.
-
-    Times a few steps on a real batch of `x` (see `seconds_per_step`), so the estimate includes
-    augmentation. Pair it with `TimeBudget` to stop on time when the estimate was optimistic.
-    """
-    schedule = getattr(model.optimizer, "_learning_rate", None)
     n = min(batch_size, len(x))
-    batch = (x[:n],) if y is None else (x[:n], y[:n])
-    step = seconds_per_step(model, batch)
-    steps_per_epoch = max(1, math.ceil(len(x) / batch_size))
-    epochs = epochs_within(minutes, step, steps_per_epoch)
+    step = seconds_per_step(model, (x[:n],) if y is None else (x[:n], y[:n]))
+    steps = max(1, round(minutes * 60 / step))
+    per_epoch = steps_per_epoch(len(x), batch_size)
+    schedule = getattr(model.optimizer, "_learning_rate", None)
     if isinstance(schedule, WarmupCosine):
-        schedule.set_total_steps(epochs * steps_per_epoch)
-    return epochs
+        schedule.set_total_steps(steps)
+    return TimeBudget(minutes * 60, max_steps=steps, epochs=math.ceil(steps / per_epoch))
 
 
-__all__ = ["TimeBudget", "WarmupCosine", "default_optimizer", "epochs_within", "plan_budget",
-           "seconds_per_step"]
+__all__ = ["TimeBudget", "WarmupCosine", "default_optimizer", "plan_budget", "seconds_per_step"]

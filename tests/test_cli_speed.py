@@ -67,6 +67,7 @@ def _cli(*args, timeout=600):
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
+@pytest.mark.slow  # a second process on two logical devices
 def test_mirrored_on_two_cpu_devices_with_sync_batchnorm_trains_and_exports(tmp_path):
     result = _cli("--method", "simclr", "--strategy", "mirrored", "--cpu-devices", "2",
                   "--sync-batchnorm", *QUICK, "--export", str(tmp_path / "m"))

@@ -231,6 +231,7 @@ def test_key_shuffle_gives_the_keys_back_in_order():
     np.testing.assert_allclose(split.numpy(), whole.numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # tests/test_xla.py checks every method compiles; this one trains longer
 def test_loss_falls_and_step_runs_under_xla():
     # Digits, so that two crops of an image share content, and light views, so that a 4-channel
     # network makes progress in a few steps. The first epoch fills the queue with real keys

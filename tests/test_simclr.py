@@ -27,6 +27,7 @@ def test_loss_falls_on_a_fixed_batch(textured_images):
     assert 0.0 <= history.history["contrastive_accuracy"][-1] <= 1.0
 
 
+@pytest.mark.slow  # tests/test_xla.py checks every method compiles; this one trains longer
 def test_train_step_really_runs_under_xla(textured_images):
     model = _model()
     model.compile(optimizer="adam", jit_compile=True)
