@@ -218,9 +218,21 @@ def fit_seconds_per_step(model, dataset, steps: int, warmup: int) -> float:
     The median of the per-step times: robust to a step delayed by another process.
     """
     timer = StepTimer()
-    model.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer])
+    model.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer],
+              shuffle=False)
     durations = np.diff(timer.ends)[warmup:]
     return float(np.median(durations))
+
+
+# ----- options ---------------------------------------------------------------------------------
+def fill_defaults(args, full: dict, quick: dict) -> None:
+    """Give the options left unset (None) their `quick` value under `--quick`, else `full`'s.
+
+    So `--quick` shrinks what was not asked for, and an option given on the command line wins.
+    """
+    for key, value in full.items():
+        if getattr(args, key) is None:
+            setattr(args, key, quick.get(key, value) if args.quick else value)
 
 
 # ----- output ----------------------------------------------------------------------------------

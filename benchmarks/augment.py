@@ -2,7 +2,8 @@
 
 Three ways to make SimCLR views (random resized crop 8-100% area, aspect 3/4-4/3, horizontal flip,
 colour jitter 0.8/0.8/0.8/0.2 with p=0.8, grayscale with p=0.2; plus Gaussian blur with p=0.5
-from 64 px up) of uint8 images, in views per second, measured in the same run:
+from 64 px up) of the same `--batch-size` random uint8 images, as float32 views in [0, 1] of the
+same shape, in views per second and CPU time per view, measured in the same run:
 
 - `graph`:      `keras_ssl.augment.simclr(size)` on a whole batch in a `tf.function`;
 - `graph+XLA`:  the same, `tf.function(jit_compile=True)` (as inside a compiled train step);
@@ -15,14 +16,18 @@ from 64 px up) of uint8 images, in views per second, measured in the same run:
     python benchmarks/augment.py                      # 32 and 96 px, batch 256
     python benchmarks/augment.py --image-sizes 32 --batch-size 512 --json results/augment.json
     python benchmarks/augment.py --quick              # seconds: tiny sizes, to check it runs
+
+Each JSON row has `key` (`recipe`, `recipe_xla`, `map`), `size`, `views_per_s`,
+`cpu_ms_per_1000`, and `speedup` / `cpu_speedup` against the map of the same size.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
-from _common import machine, print_machine, print_table, write_json
+from _common import fill_defaults, machine, print_machine, print_table, write_json
 
 import numpy as np  # isort: skip
 import tensorflow as tf  # isort: skip
@@ -31,27 +36,37 @@ from keras_ssl import augment  # noqa: E402
 from keras_ssl.augment.recipes import blur_kernel_size  # noqa: E402
 
 STRENGTH = 1.0  # colour distortion strength s, as the recipe's default
+FULL = {"image_sizes": "32,96", "batch_size": 256, "batches": 20, "repeats": 3}
+QUICK = {"image_sizes": "16", "batch_size": 16, "batches": 2, "repeats": 1}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="SimCLR views per second: batched in-graph augmentation (with and without "
         "XLA) against a per-image tf.data map, in the same run.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
-    parser.add_argument("--image-sizes", default="32,96",
-                        help="comma-separated square image sizes in pixels (default 32,96)")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per batch (256)")
-    parser.add_argument("--channels", type=int, default=3, choices=(1, 3), help="(3)")
-    parser.add_argument("--batches", type=int, default=20,
-                        help="batches timed per way, after one warm-up batch (20)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timings per way; the fastest is kept (3)")
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--image-sizes", default=None,
+                        help="comma-separated square image sizes in pixels (32,96; --quick: 16)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per batch (256; --quick: 16)")
+    parser.add_argument("--channels", type=int, default=3, choices=(1, 3),
+                        help="3 (RGB: the full recipe) or 1 (no saturation, hue, grayscale) (3)")
+    parser.add_argument("--batches", type=int, default=None,
+                        help="batches timed per way, after one warm-up batch (20; --quick: 2)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timings per way; the fastest is kept (3; --quick: 1)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes and few batches: checks that everything runs")
+                        help="check that everything runs, in seconds: the --quick values of the "
+                        "options not given")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.image_sizes, args.batch_size, args.batches, args.repeats = "16", 16, 2, 1
+    fill_defaults(args, FULL, QUICK)
+    try:
+        args.sizes = [int(s) for s in args.image_sizes.split(",")]
+    except ValueError:
+        parser.error(f"--image-sizes takes comma-separated integers, got {args.image_sizes!r}")
+    if min(args.sizes, default=0) < 1 or min(args.batch_size, args.batches, args.repeats) < 1:
+        parser.error("image sizes, --batch-size, --batches and --repeats must be positive")
     return args
 
 
@@ -134,23 +149,38 @@ def views_per_second(run_batch, batch_size, batches, repeats) -> tuple[float, fl
     return views / best_wall, 1e6 * best_cpu / views
 
 
+def check_views(views, shape, key) -> None:
+    """Every way must make float32 views in [0, 1] of the same shape: else the race is unfair."""
+    if views.shape != shape or views.dtype != np.float32 or not (
+        np.isfinite(views).all() and views.min() >= -1e-5 and views.max() <= 1 + 1e-5
+    ):
+        raise SystemExit(f"{key}: views of shape {views.shape} {views.dtype} in "
+                         f"[{views.min():.3g}, {views.max():.3g}], expected {shape} float32 in "
+                         "[0, 1]")
+
+
 def measure(size, args) -> list[dict]:
+    """The three ways on the same `args.batch_size` images of `size` px, the map last."""
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (max(args.batch_size, 1024), size, size, args.channels), np.uint8)
-    batch = tf.constant(x[: args.batch_size])
+    x = rng.integers(0, 256, (args.batch_size, size, size, args.channels), np.uint8)
+    batch = tf.constant(x)
+    expected = (args.batch_size, size, size, args.channels)
     rows = []
-    for name, jit in (("graph", False), ("graph+XLA", True)):
+    for key, name, jit in (("recipe", "graph", False), ("recipe_xla", "graph+XLA", True)):
         recipe = augment.simclr(size, seed=0)
         fn = tf.function(lambda images, r=recipe: r(images, training=True), jit_compile=jit)
+        check_views(fn(batch).numpy(), expected, key)
         rate, cpu = views_per_second(lambda f=fn: f(batch).numpy(), args.batch_size,
                                      args.batches, args.repeats)
-        rows.append({"size": size, "way": f"keras_ssl.augment.simclr, batched, {name}",
+        rows.append({"key": key, "size": size,
+                     "way": f"keras_ssl.augment.simclr, batched, {name}",
                      "views_per_s": rate, "cpu_ms_per_1000": cpu})
     iterator = iter(per_image_dataset(x, size, args.channels, args.batch_size))
+    check_views(next(iterator).numpy(), expected, "map")
     rate, cpu = views_per_second(lambda: next(iterator).numpy(), args.batch_size, args.batches,
                                  args.repeats)
-    rows.append({"size": size, "way": "per-image tf.data map (AUTOTUNE)", "views_per_s": rate,
-                 "cpu_ms_per_1000": cpu})
+    rows.append({"key": "map", "size": size, "way": "per-image tf.data map (AUTOTUNE)",
+                 "views_per_s": rate, "cpu_ms_per_1000": cpu})
     base = rows[-1]
     for row in rows:
         row["speedup"] = row["views_per_s"] / base["views_per_s"]
@@ -163,7 +193,7 @@ def main(argv=None):
     info = machine()
     print_machine(info)
     rows = []
-    for size in (int(s) for s in args.image_sizes.split(",")):
+    for size in args.sizes:
         rows += measure(size, args)
     print(f"\nSimCLR views of uint8 {args.channels}-channel images, batch {args.batch_size}; "
           "speed-up against the per-image tf.data map of the same size:\n")
@@ -172,7 +202,8 @@ def main(argv=None):
                        ("cpu_ms_per_1000", "CPU ms / 1000 views", ",.1f"),
                        ("cpu_speedup", "x map (CPU)", ".2f")])
     write_json(args.json, {"machine": info, "args": vars(args), "rows": rows})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,14 +14,17 @@ matmul peak measured at the start of the same run.
 
 `--suite references` measures the comparisons instead: keras-io's SimCLR example (its
 `RandomZoom`/`RandomTranslation` augmenter keeps Keras from compiling it) against keras_ssl's
-SimCLR on the same 4-conv encoder and projection head, and a PyTorch ResNet-18 (small-image stem)
-SimCLR step against keras_ssl's SimCLR on the same ResNet-18, all at 32 px RGB. The PyTorch column
-needs `pip install torch` (CPU build); it is skipped otherwise.
+SimCLR on the same 4-conv encoder and projection head, and a PyTorch SimCLR step against
+keras_ssl's SimCLR on the same 4-conv encoder and on the same ResNet-18 (small-image stem), all at
+32 px RGB. PyTorch runs in a process of its own (`benchmarks/_torch_reference.py`, no TensorFlow
+loaded beside it) on two views that are already made; it needs `pip install torch` (the CPU
+build) and is skipped, with a note, without it or with `--no-torch`.
 
     python benchmarks/train_step.py                                  # every method, batch 256
     python benchmarks/train_step.py --suite references --json results/references.json
     python benchmarks/train_step.py --methods simclr,rotnet --batch-size 128 --steps 5
     python benchmarks/train_step.py --quick                          # seconds: checks it runs
+    python benchmarks/train_step.py --suite references --quick --no-resnet
 """
 
 from __future__ import annotations
@@ -32,9 +35,12 @@ import math
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import _torch_reference
 from _common import (
     best_time,
+    fill_defaults,
     fit_seconds_per_step,
     machine,
     matmul_peak,
@@ -43,6 +49,7 @@ from _common import (
     step_flops,
     write_json,
 )
+from _torch_reference import KERAS_IO_WIDTH
 
 import keras  # isort: skip
 import numpy as np  # isort: skip
@@ -53,44 +60,69 @@ from keras_ssl import data as data_lib  # noqa: E402
 from keras_ssl import encoders, training, xla  # noqa: E402
 from keras_ssl.methods import METHODS, get_method  # noqa: E402
 
-KERAS_IO_WIDTH = 128
 KERAS_IO_PARAMETERS = 462_848  # the example's encoder at 32 x 32 x 3
+FULL = {"methods": "", "batch_size": 256, "examples": 4096, "steps": 8, "warmup": 2,
+        "resnet_steps": 3}  # "": every registered method
+QUICK = {"methods": "simclr", "batch_size": 16, "examples": 64, "steps": 2, "warmup": 1,
+         "resnet_steps": 1}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Training steps per second of keras_ssl methods, XLA against not, as FLOP/s "
         "against a float32 matmul peak; or (--suite references) against keras-io's SimCLR and "
-        "a PyTorch ResNet-18.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 3)[3])
-    parser.add_argument("--suite", default="methods", choices=("methods", "references", "all"))
-    parser.add_argument("--methods", default=",".join(sorted(METHODS)),
-                        help="comma-separated method names (default: every registered method)")
+        "PyTorch.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--suite", default="methods", choices=("methods", "references", "all"),
+                        help="methods: every method, XLA on and off (default); references: "
+                        "keras-io's example, keras_ssl and PyTorch on the same encoders; all: both")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated method names, or all (default: all; --quick: "
+                        f"{QUICK['methods']}); from {', '.join(sorted(METHODS))}")
     parser.add_argument("--encoder", default="convnet", choices=("convnet", "kerasio", "resnet18"),
                         help="image encoder of the methods suite (default convnet, width 32)")
-    parser.add_argument("--batch-size", type=int, default=256, help="(256)")
-    parser.add_argument("--image-size", type=int, default=32, help="(32)")
-    parser.add_argument("--channels", type=int, default=3, choices=(1, 3), help="(3)")
-    parser.add_argument("--examples", type=int, default=4096,
-                        help="size of the in-memory data set the pipeline draws from (4096)")
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per measurement (8)")
-    parser.add_argument("--warmup", type=int, default=2,
-                        help="untimed steps first; the first one compiles (2)")
-    parser.add_argument("--resnet-steps", type=int, default=3,
-                        help="timed steps for the ResNet-18 references, about 20 s each here (3)")
-    parser.add_argument("--xla", default="both", choices=("both", "on", "off"))
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per step (256; --quick: 16)")
+    parser.add_argument("--image-size", type=int, default=32,
+                        help="square image size in pixels (32; the keras-io encoder needs 31+)")
+    parser.add_argument("--channels", type=int, default=3, choices=(1, 3),
+                        help="image channels of the methods suite (3)")
+    parser.add_argument("--examples", type=int, default=None,
+                        help="size of the in-memory data set the pipeline draws from (4096; "
+                        "--quick: 64)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per measurement; the median is kept (8; --quick: 2)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps first; the first one compiles (2; --quick: 1)")
+    parser.add_argument("--resnet-steps", type=int, default=None,
+                        help="timed steps for the ResNet-18 references (3, 10-20 s each at "
+                        "batch 256 on 2 CPU cores; --quick: 1)")
+    parser.add_argument("--xla", default="both", choices=("both", "on", "off"),
+                        help="time keras_ssl's steps with jit_compile=True, False or both (both)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch references")
     parser.add_argument("--no-resnet", action="store_true",
                         help="skip the ResNet-18 references (the slow part of --suite references)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes and few steps: checks that everything runs")
-    parser.add_argument("--torch-child", default=None, help=argparse.SUPPRESS)
+                        help="check that everything runs, in seconds: the --quick values of the "
+                        "options not given")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.batch_size, args.examples = 16, 64
-        args.steps, args.warmup, args.resnet_steps = 2, 1, 1
+    fill_defaults(args, FULL, QUICK)
+    if args.methods in ("", "all"):
+        args.methods = ",".join(sorted(METHODS))
+    unknown = [m for m in args.methods.split(",") if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from "
+                     f"{', '.join(sorted(METHODS))}")
+    if min(args.batch_size, args.steps, args.resnet_steps) < 1 or args.warmup < 0:
+        parser.error("--batch-size, --steps and --resnet-steps must be positive, --warmup >= 0")
+    args.examples = max(args.examples, args.batch_size)
     return args
+
+
+def xla_modes(args) -> tuple[bool, ...]:
+    """The jit_compile values to time, in order."""
+    return {"both": (True, False), "on": (True,), "off": (False,)}[args.xla]
 
 
 # ----- models ------------------------------------------------------------------------------------
@@ -181,9 +213,8 @@ def augmentation_ms(model, x, args, jit):
 
 def methods_suite(args, peak):
     rows = []
-    modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.xla]
     for name in args.methods.split(","):
-        for jit in modes:
+        for jit in xla_modes(args):
             keras.utils.set_random_seed(0)
             model, x, y = build_method(name, args)
             row = {"method": name, "encoder": model.encoder.name, "xla": "on" if jit else "off"}
@@ -221,6 +252,21 @@ def kerasio_augmenter(min_area=0.25, brightness=0.6, jitter=0.2):
         layers.RandomTranslation(zoom / 2, zoom / 2),
         layers.RandomZoom((-zoom, 0.0), (-zoom, 0.0)), RandomColorAffine(brightness, jitter),
     ])
+
+
+def kerasio_simclr(input_shape, seed=0):
+    """keras_ssl's SimCLR on keras-io's encoder and projection head, at the example's temperature.
+
+    SimCLR makes its head with `heads.projection_head` in its constructor; a head swapped in
+    afterwards would leave the unused one's weights among the model's (and Keras warning that
+    they get no gradients), so the builder is swapped while the model is made.
+    """
+    builder = keras_ssl.heads.projection_head
+    keras_ssl.heads.projection_head = lambda *args, **kwargs: kerasio_head()
+    try:
+        return keras_ssl.SimCLR(kerasio_encoder(input_shape), temperature=0.1, seed=seed)
+    finally:
+        keras_ssl.heads.projection_head = builder
 
 
 class KerasIOSimCLR(keras.Model):
@@ -263,129 +309,30 @@ class KerasIOSimCLR(keras.Model):
 
 
 # ----- PyTorch references ---------------------------------------------------------------------
-def torch_models():
-    """(name -> builder) of the PyTorch encoders, or None without torch."""
-    try:
-        import torch
-        from torch import nn
-    except ImportError:
+def torch_in_subprocess(kind, args, steps, warmup, notes):
+    """`_torch_reference.py` in a fresh process (PyTorch alone, with its own matmul peak): its
+    row, or None (with the reason in `notes`) when skipped or failed."""
+    if args.no_torch:
+        notes["pytorch"] = "skipped (--no-torch)"
         return None
-
-    class BasicBlock(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.shortcut = nn.Sequential()
-            if stride != 1 or cin != cout:
-                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                              nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            y = torch.relu(self.bn1(self.conv1(x)))
-            return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
-
-    def resnet18(width=64):
-        # The small-image stem: one 3x3 stride-1 convolution, no max-pool (SimCLR on CIFAR-10).
-        layers = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
-        cin = width
-        for stage in range(4):
-            cout = width * 2**stage
-            for i in range(2):
-                layers.append(BasicBlock(cin, cout, 2 if stage > 0 and i == 0 else 1))
-                cin = cout
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        return nn.Sequential(*layers), cin
-
-    def kerasio(width=KERAS_IO_WIDTH):
-        layers, cin = [], 3
-        for _ in range(4):
-            layers += [nn.Conv2d(cin, width, 3, 2), nn.ReLU()]
-            cin = width
-        layers += [nn.Flatten(), nn.Linear(width, width), nn.ReLU()]
-        return nn.Sequential(*layers), width
-
-    return {"resnet18": resnet18, "kerasio": kerasio}
-
-
-def measure_torch(kind, batch_size, steps, warmup, image_size=32):
-    """A PyTorch SimCLR step (encoder, projection head, NT-Xent, Adam) on two ready views."""
-    import torch
-    from torch import nn
-    from torch.utils.flop_counter import FlopCounterMode
-
-    torch.manual_seed(0)
-    encoder, dim = torch_models()[kind]()
-    if kind == "resnet18":  # keras_ssl's heads.projection_head(512, 128)
-        head = nn.Sequential(nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(),
-                             nn.Linear(dim, 128))
-    else:  # keras-io's head
-        head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
-    model = nn.Sequential(encoder, head)
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-    views = torch.rand(2 * batch_size, 3, image_size, image_size)
-    temperature = 0.5
-
-    def step():
-        z = nn.functional.normalize(model(views), dim=1)
-        logits = z @ z.T / temperature
-        logits = logits.masked_fill(torch.eye(2 * batch_size, dtype=torch.bool), -1e9)
-        targets = torch.arange(2 * batch_size).roll(batch_size)
-        loss = nn.functional.cross_entropy(logits, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        step()
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    seconds = float(np.median(times))
-    flops = counter.get_total_flops()
-    return {"seconds_per_step": seconds, "img_per_s": batch_size / seconds,
-            "gflop_per_step": flops / 1e9, "gflop_per_s": flops / 1e9 / seconds,
-            "parameters": sum(p.numel() for p in encoder.parameters())}
-
-
-def torch_in_subprocess(kind, args, steps, warmup):
-    """`measure_torch` in a fresh process (no TensorFlow thread pools beside it), with its own
-    matmul peak; None without torch."""
-    if args.no_torch or torch_models() is None:
+    if not _torch_reference.available():
+        notes["pytorch"] = "skipped: torch is not installed (pip install torch, the CPU build)"
+        print(f"# PyTorch {kind}: {notes['pytorch']}", flush=True)
         return None
-    command = [sys.executable, __file__, "--torch-child", kind, "--batch-size",
-               str(args.batch_size), "--image-size", str(args.image_size), "--steps", str(steps),
-               "--warmup", str(warmup)]
+    command = [sys.executable, str(Path(__file__).with_name("_torch_reference.py")), kind,
+               "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
+               "--steps", str(steps), "--warmup", str(warmup)]
     result = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     if result.returncode or not lines:
-        print(f"# PyTorch {kind} failed: {result.stderr[-2000:]}")
+        notes["pytorch"] = f"{kind} failed (exit {result.returncode})"
+        print(f"# PyTorch {kind} failed:\n{result.stderr[-2000:]}", flush=True)
         return None
+    notes.setdefault("pytorch", "measured")
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def torch_child(args) -> None:
-    import torch
-
-    n = 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.matmul(a, b)
-    peak = 2.0 * n**3 / best_time(lambda: torch.matmul(a, b), 5) / 1e9
-    row = measure_torch(args.torch_child, args.batch_size, args.steps, args.warmup,
-                        args.image_size)
-    row["torch_matmul_peak"] = peak
-    row["threads"] = torch.get_num_threads()
-    print("RESULT " + json.dumps(row))
-
-
-def references_suite(args, peak):
+def references_suite(args, peak, notes):
     rows = []
     shape = (args.image_size, args.image_size, 3)
     rng = np.random.default_rng(0)
@@ -404,43 +351,41 @@ def references_suite(args, peak):
     encoder_parameters = reference.encoder.count_params()
     row = measure_keras(reference, x, None, args, jit="auto", pipeline=False,
                         optimizer=keras.optimizers.Adam())
-    add(row, run="keras-io SimCLR example (its augmenter; XLA impossible)", encoder="keras-io 4-conv",
-        framework="Keras", parameters=encoder_parameters)
-    for jit in (True, False):
+    add(row, key="kerasio_example", run="keras-io SimCLR example (its augmenter; XLA impossible)",
+        encoder="keras-io 4-conv", framework="Keras", parameters=encoder_parameters)
+    for jit in xla_modes(args):
         keras.utils.set_random_seed(0)
-        model = keras_ssl.SimCLR(kerasio_encoder(shape), temperature=0.1, seed=0)
-        model.projector = kerasio_head()
-        parameters = model.encoder.count_params()
+        model = kerasio_simclr(shape)
         row = measure_keras(model, x, None, args, jit, optimizer=keras.optimizers.Adam())
         row["augment_ms"] = augmentation_ms(model, x, args, jit)
-        add(row, run=f"keras_ssl SimCLR, same encoder and head, XLA {'on' if jit else 'off'}",
-            encoder="keras-io 4-conv", framework="keras_ssl", parameters=parameters)
-    row = torch_in_subprocess("kerasio", args, args.steps, args.warmup)
+        add(row, key=f"keras_ssl_kerasio_xla_{'on' if jit else 'off'}",
+            run=f"keras_ssl SimCLR, same encoder and head, XLA {'on' if jit else 'off'}",
+            encoder="keras-io 4-conv", framework="keras_ssl",
+            parameters=model.encoder.count_params())
+    row = torch_in_subprocess("kerasio", args, args.steps, args.warmup, notes)
     if row:
-        add(row, run="PyTorch SimCLR step, same encoder and head (views ready)",
-            encoder="keras-io 4-conv", framework="PyTorch")
+        add(row, key="pytorch_kerasio", run="PyTorch SimCLR step, same encoder and head "
+            "(views ready)", encoder="keras-io 4-conv", framework="PyTorch")
     if args.no_resnet:
         return rows, encoder_parameters
-    for jit in (True, False):
+    for jit in xla_modes(args):
         keras.utils.set_random_seed(0)
         model = keras_ssl.SimCLR(encoders.ResNet(18, shape, small_images=True), seed=0)
         row = measure_keras(model, x, None, args, jit, steps=args.resnet_steps, pipeline=False,
                             optimizer=keras.optimizers.Adam())
         row["augment_ms"] = augmentation_ms(model, x, args, jit)
-        add(row, run=f"keras_ssl SimCLR, ResNet-18 small stem, XLA {'on' if jit else 'off'}",
+        add(row, key=f"keras_ssl_resnet18_xla_{'on' if jit else 'off'}",
+            run=f"keras_ssl SimCLR, ResNet-18 small stem, XLA {'on' if jit else 'off'}",
             encoder="ResNet-18", framework="keras_ssl", parameters=model.encoder.count_params())
-    row = torch_in_subprocess("resnet18", args, args.resnet_steps, 1)
+    row = torch_in_subprocess("resnet18", args, args.resnet_steps, 1, notes)
     if row:
-        add(row, run="PyTorch SimCLR step, ResNet-18 small stem (views ready)",
-            encoder="ResNet-18", framework="PyTorch")
+        add(row, key="pytorch_resnet18", run="PyTorch SimCLR step, ResNet-18 small stem "
+            "(views ready)", encoder="ResNet-18", framework="PyTorch")
     return rows, encoder_parameters
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.torch_child:
-        torch_child(args)
-        return
     info = machine()
     print_machine(info)
     peaks = matmul_peak()
@@ -460,15 +405,20 @@ def main(argv=None):
                            ("pipeline_img_per_s", "pipeline img/s", ",.1f"),
                            ("pipeline_ratio", "pipeline / in-memory", ".2f")])
     if args.suite in ("references", "all"):
-        rows, parameters = references_suite(args, peak)
+        notes = {}
+        rows, parameters = references_suite(args, peak, notes)
         result["references"] = rows
+        result.update(notes)
         print(f"\nSimCLR at batch {args.batch_size}, {args.image_size} px RGB (keras-io encoder: "
               f"{parameters:,} parameters; the example's is {KERAS_IO_PARAMETERS:,} at 32 px); "
               f"peak {peak:.0f} GFLOP/s:\n")
         print_table(rows, [("run", "run", ""), *columns_common,
                            ("augment_ms", "2 views alone, ms", ".1f")])
+        if result.get("pytorch", "measured") != "measured":
+            print(f"\nPyTorch: {result['pytorch']}")
     write_json(args.json, result)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -195,6 +195,12 @@ def _check_pretrain_args(args, cls) -> None:
                 "--minutes plans the run from measured step times, which differ when a run "
                 "resumes; with --checkpoint-dir give --epochs instead."
             )
+        if getattr(args, "strategy", "none") == "multi_worker":
+            raise KerasSSLError(
+                "--minutes plans and stops the run by each worker's own clock, so workers could "
+                "stop at different steps and wait for each other forever; with --strategy "
+                "multi_worker give --epochs instead."
+            )
     if args.batch_size < max(2, getattr(cls, "min_batch_size", 1)):
         raise KerasSSLError(
             f"--batch-size {args.batch_size} is too small: {cls.__name__} needs at least "
@@ -249,8 +255,9 @@ def pretrain(args) -> int:
     from keras_ssl.methods.base import MIN_IMAGE_SIZE
 
     cls, preset = get_method(args.method)
-    if args.batch_size is None:
+    if args.batch_size is None:  # the default global batch must split over the replicas too
         args.batch_size = TEXT_BATCH_SIZE if "text" in cls.input_kinds else 256
+        _check_global_batch(args.batch_size, getattr(args, "replicas", 1))
     _check_pretrain_args(args, cls)
     keras.utils.set_random_seed(args.seed)
     if "text" in cls.input_kinds:
@@ -326,7 +333,7 @@ def pretrain(args) -> int:
     if epochs:
         history = checkpoint.fit_resumable(
             model, data.x_train, labels, batch_size=args.batch_size, epochs=epochs,
-            seed=args.seed, checkpoint_dir=_worker_checkpoint_dir(args.checkpoint_dir),
+            seed=args.seed, checkpoint_dir=_worker_dir(args, args.checkpoint_dir),
             save_every_steps=args.checkpoint_every, callbacks=[*budget, *callbacks],
             verbose=args.verbose,
         )
@@ -342,11 +349,11 @@ def pretrain(args) -> int:
     else:
         print("No labelled held-out data: skipping kNN / linear-probe evaluation.")
     print(f"Training time: {seconds:.1f} s")
-    if args.plots and _is_chief():
+    if args.plots and _is_chief(args):
         knn = {0: rows[0][1]["knn_accuracy"], **monitor.scores} if monitor else {}
         _write_plots(args.plots, model, data, split, history, knn,
                      before if split else None)
-    if args.export and _is_chief():
+    if args.export and _is_chief(args):
         version = export_encoder(model, args.export)
         print(f"Exported encoder to {version} (serving_default: "
               f"{'images uint8' if data.kind == 'images' else 'features float32'} -> embeddings)")
@@ -420,14 +427,15 @@ def _pretrain_text(args, cls, preset) -> int:
         f"on {len(data.x_train):,} {data.name} examples of up to {data.sequence_length} tokens "
         f"(vocabulary {data.vocab_size:,}): {epochs} epochs of {steps} steps."
     )
-    callbacks = [*budget, *([keras.callbacks.TensorBoard(log_dir=args.logdir)] if args.logdir
-                            else [])]
+    callbacks = list(budget)
+    if args.logdir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=_worker_dir(args, args.logdir)))
     start = time.perf_counter()
     history = None
     if epochs:
         history = checkpoint.fit_resumable(
             model, data.x_train, None, batch_size=args.batch_size, epochs=epochs,
-            seed=args.seed, checkpoint_dir=_worker_checkpoint_dir(args.checkpoint_dir),
+            seed=args.seed, checkpoint_dir=_worker_dir(args, args.checkpoint_dir),
             save_every_steps=args.checkpoint_every, callbacks=callbacks, verbose=args.verbose,
         )
     seconds = time.perf_counter() - start
@@ -444,7 +452,7 @@ def _pretrain_text(args, cls, preset) -> int:
     else:
         print("No held-out text: skipping the masked-token evaluation.")
     print(f"Training time: {seconds:.1f} s")
-    if args.plots and history is not None and history.history and _is_chief():
+    if args.plots and history is not None and history.history and _is_chief(args):
         from pathlib import Path
 
         from keras_ssl import plot
@@ -452,7 +460,7 @@ def _pretrain_text(args, cls, preset) -> int:
         path = plot.plot_history(history, Path(args.plots) / "history.png",
                                  title=f"{cls.__name__} / {encoder.name} on {data.name}")
         print(f"Wrote {path}")
-    if args.export and _is_chief():
+    if args.export and _is_chief(args):
         version = export_encoder(model, args.export)
         print(f"Exported encoder to {version} (serving_default: text string -> embeddings)")
     return 0
@@ -475,12 +483,9 @@ def _distribution(args):
         distribute.use_logical_cpus(args.cpu_devices)
     strategy = distribute.make_strategy(args.strategy)
     policy = precision.set_precision(args.precision)
-    replicas = strategy.num_replicas_in_sync
-    if args.batch_size is not None and args.batch_size % replicas:
-        raise KerasSSLError(
-            f"--batch-size {args.batch_size} (the global batch) does not split evenly over "
-            f"{replicas} replicas; use a multiple of {replicas}."
-        )
+    replicas = args.replicas = strategy.num_replicas_in_sync
+    if args.batch_size is not None:
+        _check_global_batch(args.batch_size, replicas)
     import tensorflow as tf
 
     on_cpu = not tf.config.list_physical_devices("GPU")
@@ -493,11 +498,23 @@ def _distribution(args):
     args.jit_compile = args.xla == "on" or (
         args.xla == "auto" and args.strategy == "none" and not on_cpu)
     workers = distribute.num_workers(strategy)
-    where = f", worker {distribute.worker_index(strategy)} of {workers}" if workers > 1 else ""
+    # Read here, from the strategy: outside its scope every process looks like worker 0.
+    args.worker = distribute.worker_index(strategy)
+    where = f", worker {args.worker} of {workers}" if workers > 1 else ""
     print(f"Precision {policy}, XLA {'on' if args.jit_compile else 'off'}, strategy "
           f"{args.strategy} ({replicas} replica{'s' if replicas > 1 else ''}{where})"
           + (", synchronised batch norm" if args.sync_batchnorm else ""))
     return strategy
+
+
+def _check_global_batch(batch_size: int, replicas: int) -> None:
+    from keras_ssl.errors import KerasSSLError
+
+    if batch_size % replicas:
+        raise KerasSSLError(
+            f"--batch-size {batch_size} (the global batch) does not split evenly over "
+            f"{replicas} replicas; use a multiple of {replicas}."
+        )
 
 
 def _strategy_scope(args):
@@ -516,23 +533,20 @@ def _sync_batchnorm(model, args):
     return model
 
 
-def _is_chief() -> bool:
+def _is_chief(args) -> bool:
     """Whether this process writes the shared outputs (exports, plots): worker 0, or alone."""
-    from keras_ssl.distribute import is_chief
-
-    return is_chief()
+    return getattr(args, "worker", 0) == 0
 
 
-def _worker_checkpoint_dir(directory):
-    """Every worker saves (the save reads variables collectively); workers other than the chief
-    keep their copies in a sub-folder of their own."""
-    if directory is None or _is_chief():
+def _worker_dir(args, directory):
+    """`directory` for the chief; `directory/worker-<i>` for the other workers. Every worker saves
+    checkpoints (the save reads variables collectively) and TensorBoard logs; the others keep
+    theirs in a sub-folder of their own."""
+    if directory is None or _is_chief(args):
         return directory
     from pathlib import Path
 
-    from keras_ssl.distribute import worker_index
-
-    return str(Path(directory) / f"worker-{worker_index()}")
+    return str(Path(directory) / f"worker-{args.worker}")
 
 
 def _callbacks(args, split, epochs):
@@ -549,7 +563,7 @@ def _callbacks(args, split, epochs):
         monitor = KNNMonitor((x_train, y_train), (x_test, y_test), every_n_epochs=every)
         callbacks.append(monitor)
     if args.logdir:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=args.logdir))
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=_worker_dir(args, args.logdir)))
     return callbacks, monitor
 
 

@@ -149,9 +149,10 @@ def make_strategy(name: str = "none", devices: list[str] | None = None) -> tf.di
             raise KerasSSLError("The mirrored strategy got an empty device list.")
         if len(devices) == 1:
             # Keras warns nothing; a one-replica "mirrored" run is legal but rarely meant.
-            keras.utils.io_utils.print_msg(
+            print(
                 f"MirroredStrategy with one device ({devices[0]}): no data parallelism. On a CPU "
-                "machine, keras_ssl.distribute.use_logical_cpus(n) splits the CPU for testing."
+                "machine, --cpu-devices N (keras_ssl.distribute.use_logical_cpus(n)) splits the "
+                "CPU for testing."
             )
         # On CPUs NCCL is not available: reduce through one device.
         cross = (

@@ -82,6 +82,9 @@ def test_uneven_global_batch_and_xla_under_a_cpu_strategy_are_refused():
     result = _cli("--strategy", "mirrored", "--cpu-devices", "2", *QUICK, "--batch-size", "63")
     assert result.returncode == 2
     assert "does not split evenly over 2 replicas" in result.stderr
+    result = _cli("--strategy", "mirrored", "--cpu-devices", "3", "--data", "digits")  # 256
+    assert result.returncode == 2
+    assert "--batch-size 256 (the global batch) does not split evenly over 3" in result.stderr
     result = _cli("--strategy", "mirrored", "--cpu-devices", "2", "--xla", "on", *QUICK)
     assert result.returncode == 2
     assert "--xla on does not work under a strategy on CPU" in result.stderr

@@ -31,6 +31,12 @@ def test_none_is_the_default_strategy_and_unknown_names_fail():
         distribute.make_strategy("horovod")
 
 
+def test_mirrored_on_one_device_works_and_says_there_is_no_data_parallelism(capsys):
+    strategy = distribute.make_strategy("mirrored", devices=["/cpu:0"])
+    assert strategy.num_replicas_in_sync == 1
+    assert "MirroredStrategy with one device" in capsys.readouterr().out
+
+
 def test_multi_worker_without_or_with_a_bad_tf_config_says_how_to_set_it(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(KerasSSLError, match="TF_CONFIG.*not set"):

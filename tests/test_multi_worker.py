@@ -132,3 +132,39 @@ def test_two_workers_train_like_one_process_on_the_global_batch(runs):
     # to ~1e-2 in the first convolution; the same happens between XLA and graph mode.)
     for got, expected in zip(runs["worker0"]["after_first"], single["after_first"], strict=True):
         np.testing.assert_allclose(np.array(got), np.array(expected), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow  # two more worker processes
+def test_cli_workers_share_the_run_and_only_the_chief_exports(tmp_path):
+    """`keras-ssl pretrain --strategy multi_worker` on two local workers: worker 0 writes the
+    export and the checkpoints in --checkpoint-dir, worker 1 its checkpoints in worker-1/."""
+    base = dict(os.environ)
+    base["PYTHONPATH"] = os.pathsep.join(p for p in (base.get("PYTHONPATH"), str(REPO)) if p)
+    base.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    command = [sys.executable, "-m", "keras_ssl", "pretrain", "--method", "simclr",
+               "--strategy", "multi_worker", "--data", "digits", "--epochs", "1",
+               "--max-examples", "128", "--batch-size", "32", "--eval-examples", "128",
+               "--knn-every", "0", "--verbose", "0", "--checkpoint-dir", str(tmp_path / "ckpt"),
+               "--export", str(tmp_path / "export")]
+    procs = [
+        subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env={**base, "TF_CONFIG": distribute.tf_config(workers, i)})
+        for i in (0, 1)
+    ]
+    outputs = []
+    try:
+        for index, proc in enumerate(procs):
+            out, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, f"worker {index} failed:\n{err[-4000:]}"
+            outputs.append(out)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for index, out in enumerate(outputs):
+        assert f"strategy multi_worker (2 replicas, worker {index} of 2)" in out
+    assert "Exported encoder to" in outputs[0] and "Exported encoder to" not in outputs[1]
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["1"]
+    assert (tmp_path / "ckpt" / "run.json").exists()
+    assert (tmp_path / "ckpt" / "worker-1" / "run.json").exists()
