@@ -1,4 +1,4 @@
-"""Metric learning with a triplet loss and in-batch mining (FaceNet's batch-hard or semi-hard).
+"""Metric learning with a triplet loss and in-batch mining (batch-all by default; batch-hard, semi-hard).
 
 For each anchor, the positive is another image of its class and the negative one of another
 class, both mined from the batch; the loss asks the negative to be `margin` farther away than the
@@ -24,7 +24,7 @@ parser.add_argument("--quick", action="store_true", help="tiny run (seconds)")
 parser.add_argument("--data", default="digits", help="a labelled keras_ssl data source")
 parser.add_argument("--examples", type=int, default=None, help="training images used")
 parser.add_argument("--epochs", type=int, default=None)
-parser.add_argument("--mining", default="batch_hard", help="batch_hard, semi_hard or batch_all")
+parser.add_argument("--mining", default="batch_all", help="batch_all, batch_hard or semi_hard")
 parser.add_argument("--export", default=None, help="export the encoder to this folder")
 args = parser.parse_args()
 keras.utils.set_random_seed(0)
