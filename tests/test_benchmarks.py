@@ -188,6 +188,7 @@ def test_references_quick_compare_keras_ssl_and_pytorch_on_the_same_encoders(tmp
 
 
 # ----- scaling.py ----------------------------------------------------------------------------------
+@pytest.mark.slow  # two processes on two logical devices
 def test_scaling_reports_one_and_two_replicas_training_alike(tmp_path):
     result = _run(scaling, ["--quick", "--batch-sizes", "16", "--sync-batchnorm"], tmp_path)
     rows = result["rows"]

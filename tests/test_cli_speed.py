@@ -78,6 +78,7 @@ def test_mirrored_on_two_cpu_devices_with_sync_batchnorm_trains_and_exports(tmp_
     assert (tmp_path / "m" / "1" / "saved_model.pb").exists()
 
 
+@pytest.mark.slow  # three CLI processes; the batch check itself is unit-tested in-process
 def test_uneven_global_batch_and_xla_under_a_cpu_strategy_are_refused():
     result = _cli("--strategy", "mirrored", "--cpu-devices", "2", *QUICK, "--batch-size", "63")
     assert result.returncode == 2
@@ -88,3 +89,12 @@ def test_uneven_global_batch_and_xla_under_a_cpu_strategy_are_refused():
     result = _cli("--strategy", "mirrored", "--cpu-devices", "2", "--xla", "on", *QUICK)
     assert result.returncode == 2
     assert "--xla on does not work under a strategy on CPU" in result.stderr
+
+
+def test_global_batch_must_split_evenly_over_the_replicas():
+    from keras_ssl.cli import _check_global_batch
+    from keras_ssl.errors import KerasSSLError
+
+    _check_global_batch(256, 2)  # fine
+    with pytest.raises(KerasSSLError, match="--batch-size 63 .* does not split evenly over 2"):
+        _check_global_batch(63, 2)
