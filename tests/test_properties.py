@@ -166,3 +166,13 @@ def test_serving_signature_gives_finite_fixed_width_embeddings(signatures, batch
 def test_serving_signature_for_vectors(signatures, batch):
     embeddings = signatures[1](features=tf.constant(batch))["embeddings"]
     assert tuple(embeddings.shape) == (len(batch), 6) and np.isfinite(embeddings.numpy()).all()
+
+
+@pytest.mark.parametrize("size", [(9, 9), (12, 10), (7, 13)])
+def test_white_images_stay_at_most_one_after_every_resampling(size):
+    # Interpolation weights sum to 1 only up to rounding: white must not come out above 1.0.
+    white = np.full((16, 23, 17, 3), 255, np.uint8)
+    for antialias in (False, True):
+        crop = augment.RandomResizedCrop(*size, antialias=antialias, seed=3)
+        out = crop(white, training=True).numpy()
+        assert out.max() <= 1.0 and out.min() >= 0.0

@@ -66,9 +66,13 @@ def interpolation_matrix(start, length, in_size, out_size: int, antialias: bool)
 
 
 def resample(images, row_matrix, col_matrix) -> tf.Tensor:
-    """out[n] = rows[n] @ images[n] @ cols[n]^T per channel: two batched matmuls."""
+    """out[n] = rows[n] @ images[n] @ cols[n]^T per channel: two batched matmuls.
+
+    Each output pixel is a convex combination of input pixels in [0, 1]; float rounding can put it
+    a hair outside (1.0000001 was seen), so the result is clipped back to the unit range.
+    """
     x = tf.einsum("nih,nhwc->niwc", row_matrix, images)
-    return tf.einsum("njw,niwc->nijc", col_matrix, x)
+    return tf.clip_by_value(tf.einsum("njw,niwc->nijc", col_matrix, x), 0.0, 1.0)
 
 
 def resize_boxes(images, top, left, box_height, box_width, height: int, width: int,
