@@ -12,6 +12,12 @@ probe on frozen features of held-out labelled images. Beside the methods, from t
   same minutes with the same optimizer (light views: random crop and flip), then scored the same
   way on its frozen features. `--no-baselines` skips it.
 
+`--reference kerasio` and `--reference pytorch_resnet18` add the implementations keras_ssl is
+compared with, trained for the same minutes on the same images and scored the same way, each beside
+its own random init: keras-io's SimCLR example as written (its 4-conv encoder, augmenter, Adam and
+batch of 525, `_kerasio_reference.py`) and a PyTorch SimCLR on ResNet-18 (`_torch_quality.py`, in a
+process of its own with the cores to itself; needs `pip install torch`, the CPU build).
+
 Data: `fashion_mnist` reads the idx files in `--data-dir` (default ../shared/data/fashion-mnist
 beside the repository): SSL training on the first `--examples` of the 60,000 training images,
 kNN memory / probe training on the first `--eval-examples`, test on the official 10,000. `cifar10`
@@ -23,31 +29,38 @@ and training draws on the other 40,000.
     python benchmarks/quality.py --data fashion_mnist --method simclr --minutes 10
     python benchmarks/quality.py --data cifar10 --method simclr --method moco --minutes 30 \\
         --json results/quality_cifar10.json
+    python benchmarks/quality.py --data cifar10 --method simclr --reference kerasio \\
+        --reference pytorch_resnet18 --minutes 10 --no-baselines
     python benchmarks/quality.py --data fashion_mnist --method simclr --minutes 0.2 --examples 2000
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import gc
 import os
 import platform
 import shlex
 import shutil
+import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import _torch_reference
 from _common import REPO, machine, print_machine, print_table, write_json
+from _kerasio_reference import KERAS_IO_BATCH_SIZE, KERAS_IO_MIN_SIZE, KerasIOSimCLR
 
 import keras  # isort: skip
 import numpy as np  # isort: skip
 import tensorflow as tf  # isort: skip
 
-from keras_ssl import augment, checkpoint, encoders, evaluate, precision, training  # noqa: E402
+from keras_ssl import augment, checkpoint, defaults, encoders, evaluate, precision, training  # noqa: E402
 from keras_ssl import data as data_lib  # noqa: E402
 from keras_ssl.errors import KerasSSLError  # noqa: E402
 from keras_ssl.guards import NonFiniteLossError  # noqa: E402
@@ -55,6 +68,7 @@ from keras_ssl.methods import METHODS, get_method  # noqa: E402
 from keras_ssl.methods.base import MIN_IMAGE_SIZE  # noqa: E402
 
 DATA_SETS = ("fashion_mnist", "cifar10")  # and a hidden `digits`, for quick checks
+REFERENCES = ("kerasio", "pytorch_resnet18")
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEFAULT_DATA_DIRS = {
     "fashion_mnist": SHARED_DATA / "fashion-mnist",
@@ -75,6 +89,9 @@ def parse_args(argv=None):
                         help=f"data set: {', '.join(DATA_SETS)}")
     parser.add_argument("--method", action="append", default=[], metavar="M",
                         help=f"a method to train (repeatable): {', '.join(sorted(METHODS))}")
+    parser.add_argument("--reference", action="append", default=[], metavar="R",
+                        help="an implementation to compare with, trained for the same minutes "
+                        f"(repeatable): {', '.join(REFERENCES)}")
     parser.add_argument("--minutes", type=float, required=True, metavar="T",
                         help="wall-clock training budget of each method and of the supervised "
                         "baseline, in minutes")
@@ -92,13 +109,21 @@ def parse_args(argv=None):
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), metavar="DIR",
                         help="cifar10: where the tarball is extracted and the decoded arrays are "
                         f"kept (default {DEFAULT_CACHE_DIR})")
-    parser.add_argument("--batch-size", type=int, default=256, metavar="B", help="(256)")
-    parser.add_argument("--learning-rate", type=float, default=2e-3, metavar="LR",
-                        help="peak AdamW learning rate of every model trained (2e-3)")
+    parser.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE, metavar="B",
+                        help=f"({defaults.BATCH_SIZE}, the CLI's)")
+    parser.add_argument("--learning-rate", type=float, default=defaults.LEARNING_RATE, metavar="LR",
+                        help=f"peak AdamW learning rate of every model trained "
+                        f"({defaults.LEARNING_RATE:g}, the CLI's)")
     parser.add_argument("--encoder", default=None, metavar="NAME",
-                        help="backbone (default: the CLI's, convnet below 64 px)")
+                        help="backbone (default: the CLI's for the images, keras_ssl.defaults)")
     parser.add_argument("--width", type=int, default=None, metavar="W",
                         help="channels of the encoder's first stage (with --encoder)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        dest="set_options",
+                        help="a method argument over its default, for every --method (repeatable), "
+                        "e.g. --set temperature=0.5 --set grid=3; strength=S and "
+                        "min_crop_area=A make SimCLR's views with that colour strength and "
+                        "smallest crop")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="(0)")
     parser.add_argument("--supervised-augment", default="weak", choices=("weak", "none"),
                         help="views of the supervised baseline: weak (random crop of 50-100%% "
@@ -117,8 +142,20 @@ def parse_args(argv=None):
     if args.data not in (*DATA_SETS, "digits"):
         parser.error(f"--data {args.data!r} is not a data set this benchmark knows; choose "
                      f"{' or '.join(DATA_SETS)}.")
-    if not args.method:
-        parser.error("give at least one --method, e.g. --method simclr.")
+    if not args.method and not args.reference:
+        parser.error("give at least one --method (or --reference), e.g. --method simclr.")
+    args.options = {}
+    for pair in args.set_options:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            parser.error(f"--set takes NAME=VALUE (e.g. temperature=0.5), got {pair!r}.")
+        try:
+            args.options[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            args.options[name] = value  # a plain string, e.g. mining=batch_hard
+    unknown = sorted(set(args.reference) - set(REFERENCES))
+    if unknown:
+        parser.error(f"--reference {unknown[0]!r} is not one of {', '.join(REFERENCES)}.")
     if not args.minutes > 0:
         parser.error(f"--minutes must be positive, got {args.minutes:g}.")
     if args.width is not None and not args.encoder:
@@ -270,11 +307,25 @@ def build_encoder(input_shape, args) -> keras.Model:
     return encoders.for_input(input_shape)
 
 
+def method_kwargs(preset: dict, input_shape, args) -> dict:
+    """The registry's preset with the `--set NAME=VALUE` options over it; `strength` and
+    `min_crop_area` build the method's views as `augment.simclr(strength=..., scale=...)`."""
+    kwargs = {**preset, **args.options}
+    view_options = {k: kwargs.pop(k) for k in ("strength", "min_crop_area") if k in kwargs}
+    if view_options:
+        augmenter = augment.simclr(input_shape[:2], strength=view_options.get("strength"),
+                                   seed=args.seed)
+        if "min_crop_area" in view_options:
+            augmenter.augmentations[0].scale = (float(view_options["min_crop_area"]), 1.0)
+        kwargs["augmenter"] = augmenter
+    return kwargs
+
+
 def build_method(name: str, input_shape, args, total_steps: int):
-    """A compiled method, as `keras-ssl pretrain` builds it."""
+    """A compiled method, as `keras-ssl pretrain` builds it (with the `--set` options)."""
     cls, preset = get_method(name)
     encoder = build_encoder(input_shape, args)
-    model = cls(encoder, seed=args.seed, **preset)
+    model = cls(encoder, seed=args.seed, **method_kwargs(preset, input_shape, args))
     model.compile(optimizer=training.default_optimizer(args.learning_rate, total_steps),
                   jit_compile=args.jit_compile)
     return model, cls
@@ -322,17 +373,18 @@ def build_supervised(split: Split, args, total_steps: int) -> Supervised:
 
 
 # ----- training and scoring --------------------------------------------------------------------
-def train_for(model, x, y, args) -> dict:
+def train_for(model, x, y, args, batch_size: int | None = None) -> dict:
     """Train `model` for `args.minutes` with the library's budget helpers; what it did."""
+    batch_size = batch_size or args.batch_size
     start = time.perf_counter()
-    budget = training.plan_budget(model, x, y, batch_size=args.batch_size, minutes=args.minutes)
+    budget = training.plan_budget(model, x, y, batch_size=batch_size, minutes=args.minutes)
     planned = budget.epochs
     plan_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    history = checkpoint.fit_resumable(model, x, y, batch_size=args.batch_size, epochs=planned,
+    history = checkpoint.fit_resumable(model, x, y, batch_size=batch_size, epochs=planned,
                                        seed=args.seed, callbacks=[budget], verbose=args.verbose)
     seconds = time.perf_counter() - start
-    per_epoch = checkpoint.steps_per_epoch(len(x), args.batch_size)
+    per_epoch = checkpoint.steps_per_epoch(len(x), batch_size)
     steps = (budget.stopped_at_step if budget.stopped_at_step is not None
              else len(history.history.get("loss", [])) * per_epoch)
     losses = history.history.get("loss", [])
@@ -345,16 +397,18 @@ def train_for(model, x, y, args) -> dict:
     }
 
 
+def pixels(x: np.ndarray) -> np.ndarray:
+    return x.reshape(len(x), -1).astype(np.float32) / np.float32(255)
+
+
 def score(features_of, split: Split) -> dict:
-    """kNN and linear-probe accuracy of an encoder (or of raw pixels: `features_of=None`)."""
+    """kNN and linear-probe accuracy of an encoder, or of ready features: `features_of` is a
+    model, or a pair of arrays (features of `split.x_memory`, of `split.x_test`)."""
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if features_of is None:
-            def pixels(x):
-                return x.reshape(len(x), -1).astype(np.float32) / np.float32(255)
-
-            train, test = pixels(split.x_memory), pixels(split.x_test)
+        if isinstance(features_of, tuple):
+            train, test = features_of
             scores = {
                 "knn_accuracy": evaluate.knn_accuracy(train, split.y_memory, test, split.y_test),
                 "linear_probe_accuracy": evaluate.linear_probe(train, split.y_memory, test,
@@ -367,6 +421,61 @@ def score(features_of, split: Split) -> dict:
                                         for w in caught)
     scores["eval_seconds"] = round(time.perf_counter() - start, 2)
     return scores
+
+
+# ----- the implementations keras_ssl is compared with -------------------------------------------
+def kerasio_rows(split: Split, args) -> list[dict]:
+    """keras-io's SimCLR example trained for the budget: its random init, then trained."""
+    keras.utils.set_random_seed(args.seed)
+    model = KerasIOSimCLR(split.x_train.shape[1:])
+    model.compile(optimizer=keras.optimizers.Adam())  # the example's: constant 1e-3
+    before = {"name": "keras-io example, random init", "kind": "reference",
+              "parameters": model.encoder.count_params(),
+              **score(Features(model.encoder), split)}
+    report(before)
+    batch_size = min(KERAS_IO_BATCH_SIZE, len(split.x_train))
+    trained = train_for(model, split.x_train, None, args, batch_size=batch_size)
+    after = {"name": f"keras-io example ({args.minutes:g} min)", "kind": "reference",
+             "batch_size": batch_size, **trained, **score(Features(model.encoder), split)}
+    report(after)
+    return [before, after]
+
+
+def pytorch_rows(split: Split, args) -> list[dict]:
+    """A PyTorch ResNet-18 SimCLR trained for the budget in its own process (`_torch_quality.py`),
+    its features before and after scored here; no rows (and a note) without PyTorch."""
+    if not _torch_reference.available():
+        print("# pytorch_resnet18: skipped, torch is not installed (pip install torch, the CPU "
+              "build)", flush=True)
+        return []
+    with tempfile.TemporaryDirectory(prefix="keras_ssl_torch_") as folder:
+        images, features = Path(folder) / "images.npz", Path(folder) / "features.npz"
+        np.savez(images, x_train=split.x_train, x_memory=split.x_memory, x_test=split.x_test)
+        command = [sys.executable, str(Path(__file__).with_name("_torch_quality.py")),
+                   "--data", str(images), "--out", str(features), "--minutes", str(args.minutes),
+                   "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode:
+            raise KerasSSLError(f"the PyTorch reference failed (exit {result.returncode}):\n"
+                                f"{result.stderr[-2000:]}")
+        with np.load(features) as out:
+            arrays = {key: out[key] for key in out.files}
+    info = {"encoder": "ResNet-18 (PyTorch)", "threads": int(arrays["threads"]),
+            "torch": str(arrays["torch_version"])}
+    before = {"name": "PyTorch ResNet-18, random init", "kind": "reference", **info,
+              **score((arrays["before_memory"], arrays["before_test"]), split)}
+    report(before)
+    steps = int(arrays["steps"])
+    after = {"name": f"PyTorch ResNet-18 ({args.minutes:g} min)", "kind": "reference", **info,
+             "steps": steps, "epochs": round(float(arrays["epochs"]), 2),
+             "train_seconds": round(float(arrays["train_seconds"]), 2),
+             "final_loss": float(arrays["final_loss"]),
+             **score((arrays["after_memory"], arrays["after_test"]), split)}
+    report(after)
+    return [before, after]
+
+
+REFERENCE_ROWS = {"kerasio": kerasio_rows, "pytorch_resnet18": pytorch_rows}
 
 
 def check_methods(args, split: Split) -> None:
@@ -385,8 +494,21 @@ def check_methods(args, split: Split) -> None:
                 f"--batch-size {args.batch_size} is too small for {name}: it needs at least "
                 f"{max(2, cls.min_batch_size)} examples per batch."
             )
-        cls(build_encoder(split.x_train.shape[1:], args), seed=args.seed, **preset)
+        try:
+            cls(build_encoder(split.x_train.shape[1:], args), seed=args.seed,
+                **method_kwargs(preset, split.x_train.shape[1:], args))
+        except KerasSSLError:
+            raise
+        except (TypeError, ValueError) as e:  # an option the method does not take
+            raise KerasSSLError(f"--method {name} with --set {args.options}: {e}") from e
     checkpoint.steps_per_epoch(len(split.x_train), args.batch_size)  # a full batch at least
+    height, width, channels = split.x_train.shape[1:]
+    if args.reference and (channels != 3 or min(height, width) < KERAS_IO_MIN_SIZE):
+        raise KerasSSLError(
+            f"--reference trains the references on RGB images of {KERAS_IO_MIN_SIZE} px or more "
+            f"(keras-io's encoder: four unpadded stride-2 convolutions); {split.name} has "
+            f"{height}x{width}x{channels}. Use --data cifar10."
+        )
 
 
 def report(row: dict) -> None:
@@ -394,9 +516,10 @@ def report(row: dict) -> None:
     trained = ""
     if "steps" in row:
         steps = f"{row['steps']} step{'s' if row['steps'] != 1 else ''}"
-        trained = (f"planned {row['planned_epochs']} epochs ({row['plan_seconds']:.1f} s), "
-                   f"trained {steps} in {row['train_seconds']:.1f} s"
-                   f"{' (stopped on the budget)' if row['stopped_on_budget'] else ''}, ")
+        planned = (f"planned {row['planned_epochs']} epochs ({row['plan_seconds']:.1f} s), "
+                   if "planned_epochs" in row else "")
+        trained = (f"{planned}trained {steps} in {row['train_seconds']:.1f} s"
+                   f"{' (stopped on the budget)' if row.get('stopped_on_budget') else ''}, ")
     print(f"#   {trained}scored in {row['eval_seconds']:.1f} s: kNN {row['knn_accuracy']:.4f}, "
           f"linear probe {row['linear_probe_accuracy']:.4f}", flush=True)
 
@@ -418,7 +541,8 @@ def run(args) -> dict:
 
     rows = []
     print("# raw pixels", flush=True)
-    rows.append({"name": "raw pixels", "kind": "baseline", **score(None, split)})
+    rows.append({"name": "raw pixels", "kind": "baseline",
+                 **score((pixels(split.x_memory), pixels(split.x_test)), split)})
     report(rows[-1])
     print("# random init", flush=True)
     encoder = build_encoder(input_shape, args)
@@ -435,11 +559,16 @@ def run(args) -> dict:
         report(rows[-1])
         del model
         gc.collect()
+    for name in args.reference:
+        print(f"# reference: {name} ({minutes})", flush=True)
+        rows.extend(REFERENCE_ROWS[name](split, args))
+        gc.collect()
     for name in args.method:
         print(f"# {name} ({minutes})", flush=True)
         model, cls = build_method(name, input_shape, args, steps)
         labels = split.y_train if cls.needs_labels else None
-        row = {"name": f"{name} ({minutes})", "kind": "method", "method": name,
+        options = "".join(f" {pair}" for pair in args.set_options)
+        row = {"name": f"{name}{options} ({minutes})", "kind": "method", "method": name,
                "class": cls.__name__}
         try:
             row.update(train_for(model, split.x_train, labels, args))

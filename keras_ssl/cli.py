@@ -73,12 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--batch-size", type=int, default=None, metavar="B",
                           help="examples per step (default 256, 32 for text; contrastive methods "
                           "need at least 2)")
-    pretrain.add_argument("--learning-rate", type=float, default=2e-3, metavar="LR",
+    pretrain.add_argument("--learning-rate", type=float, default=None, metavar="LR",
                           help="peak AdamW learning rate, reached after a warm-up, then cosine decay "
                           "(default 2e-3)")
     pretrain.add_argument("--encoder", default=None, metavar="NAME",
                           help=f"backbone: {', '.join(ENCODERS)} (default: convnet below 64 px, "
-                          "resnet18 above, mlp for vectors); for text: "
+                          "resnet18 from 64 px, mlp for vectors); for text: "
                           f"{', '.join(TEXT_ENCODERS)} (default transformer)")
     pretrain.add_argument("--width", type=int, default=None, metavar="W",
                           help="channels of the encoder's first stage (default 32 convnet, 64 resnet)")
@@ -247,7 +247,7 @@ def _check_pretrain_args(args, cls) -> None:
 def pretrain(args) -> int:
     import keras
 
-    from keras_ssl import checkpoint, encoders, evaluate, training
+    from keras_ssl import checkpoint, defaults, encoders, evaluate, training
     from keras_ssl import data as data_lib
     from keras_ssl.errors import KerasSSLError
     from keras_ssl.export import export_encoder
@@ -256,8 +256,10 @@ def pretrain(args) -> int:
 
     cls, preset = get_method(args.method)
     if args.batch_size is None:  # the default global batch must split over the replicas too
-        args.batch_size = TEXT_BATCH_SIZE if "text" in cls.input_kinds else 256
+        args.batch_size = TEXT_BATCH_SIZE if "text" in cls.input_kinds else defaults.BATCH_SIZE
         _check_global_batch(args.batch_size, getattr(args, "replicas", 1))
+    if args.learning_rate is None:
+        args.learning_rate = defaults.LEARNING_RATE
     _check_pretrain_args(args, cls)
     keras.utils.set_random_seed(args.seed)
     if "text" in cls.input_kinds:
@@ -297,12 +299,10 @@ def pretrain(args) -> int:
     probe = {"probe_classes": data.num_classes} if args.online_probe else {}
     epochs = _default_epochs(len(data.x_train)) if args.epochs is None else args.epochs
     labels = data.y_train if cls.needs_labels or args.online_probe else None
+    chosen = defaults.choose(input_shape)
     with _strategy_scope(args):  # variables of the model and the optimizer on every replica
-        encoder = (
-            encoders.build(args.encoder, input_shape, width=args.width)
-            if args.encoder
-            else encoders.for_input(input_shape)
-        )
+        encoder = encoders.build(args.encoder or chosen.encoder, input_shape,
+                                 width=args.width or (None if args.encoder else chosen.width))
         # The model first: its checks (e.g. images too small for a puzzle) say more than the
         # batch-size check below when both fail.
         model = _sync_batchnorm(cls(encoder, seed=args.seed, **probe, **preset), args)

@@ -186,12 +186,10 @@ def build(name: str, input_shape, width: int | None = None) -> keras.Model:
 
 
 def for_input(input_shape) -> keras.Model:
-    """The default encoder for inputs of this shape: sized for a CPU, bigger for bigger images."""
-    if len(input_shape) == 1:
-        return MLP(input_shape[0])
-    if min(input_shape[:2]) < 64:
-        return ConvNet(input_shape)
-    return ResNet(18, input_shape)
+    """The default encoder for inputs of this shape: see `keras_ssl.defaults`."""
+    from keras_ssl import defaults  # it builds encoders with this module
+
+    return defaults.choose(input_shape).build_encoder(input_shape)
 
 
 # ----- token sequences ------------------------------------------------------------------------

@@ -321,6 +321,11 @@ def test_recipes_use_the_published_settings():
     blur = augment.simclr(224).augmentations[-1]
     assert isinstance(blur, GaussianBlur) and blur.kernel_size == (23, 23) and blur.p == 0.5
     assert augment.moco_v2(64).augmentations[0].scale == (0.2, 1.0)
+    # The colour strength follows the image size when not given: 0.5 (CIFAR-10) below 64 px.
+    for size, brightness in [(28, (0.6, 1.4)), (63, (0.6, 1.4)), (64, (0.2, 1.8))]:
+        layers = augment.simclr(size).augmentations
+        jitter = next(layer for layer in layers if isinstance(layer, ColorJitter))
+        assert jitter.brightness == pytest.approx(brightness), size
     assert augment.weak((28, 36)).compute_output_shape((None, 40, 40, 1)) == (None, 28, 36, 1)
 
 

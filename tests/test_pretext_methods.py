@@ -186,11 +186,22 @@ def test_jigsaw_can_resize_tiles_for_an_encoder_with_a_fixed_input(digits):
 
 def test_jigsaw_refuses_images_too_small_for_the_grid_when_built():
     with pytest.raises(KerasSSLError, match="too small for a 3x3 jigsaw grid"):
-        keras_ssl.Jigsaw(encoders.ConvNet((9, 9, 1), width=4))
+        keras_ssl.Jigsaw(encoders.ConvNet((9, 9, 1), width=4), grid=3)
     with pytest.raises(KerasSSLError, match="cannot run on 4x4 tiles"):
-        keras_ssl.Jigsaw(encoders.ConvNet((16, 16, 1), width=4))
+        keras_ssl.Jigsaw(encoders.ConvNet((16, 16, 1), width=4), grid=3)
     with pytest.raises(KerasSSLError, match="between 1 and 24"):
         keras_ssl.Jigsaw(encoders.ConvNet((32, 32, 1), width=4), grid=2, permutations=100)
+
+
+def test_jigsaw_grid_follows_the_image_size_when_not_given():
+    small = keras_ssl.Jigsaw(encoders.ConvNet((32, 32, 3), width=4))
+    assert (small.grid, small.num_permutations, small.tile_shape) == (2, 24, (13, 13, 3))
+    large = keras_ssl.Jigsaw(encoders.ConvNet((64, 64, 3), width=4))
+    assert (large.grid, large.num_permutations) == (3, 100)
+    chosen = keras_ssl.Jigsaw(encoders.ConvNet((32, 32, 3), width=4), grid=3, permutations=50)
+    assert (chosen.grid, chosen.num_permutations) == (3, 50)
+    clone = keras_ssl.Jigsaw.from_config(small.get_config())
+    assert (clone.grid, clone.num_permutations) == (2, 24)
 
 
 # ----- RotNet -------------------------------------------------------------------------------

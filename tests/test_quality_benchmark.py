@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST = REPO.parent / "shared" / "data" / "fashion-mnist"
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import _kerasio_reference  # noqa: E402
 import quality  # noqa: E402
 
 MINUTES = 0.03  # 1.8 s per trained row
@@ -117,3 +118,75 @@ def test_fashion_mnist_trains_on_the_first_examples_and_tests_on_t10k():
     assert len(split.x_memory) == 3000 and len(split.x_test) == 10000
     assert split.num_classes == 10
     np.testing.assert_array_equal(split.x_memory[:2000], split.x_train)
+
+
+def _cifar_like_args(tmp_path, *more):
+    tarball = _cifar_like_tarball(tmp_path, per_class=12)
+    return ["--data", "cifar10", "--data-dir", str(tarball.parent), "--cache-dir",
+            str(tmp_path / "cache"), "--test-examples", "6", "--examples", "30",
+            "--eval-examples", "30", "--batch-size", "8", "--minutes", str(MINUTES),
+            "--no-baselines", *more]
+
+
+def test_the_keras_io_reference_trains_for_the_budget_beside_its_random_init(tmp_path):
+    out = tmp_path / "quality.json"
+    assert quality.main(_cifar_like_args(tmp_path, "--reference", "kerasio",
+                                         "--json", str(out))) == 0
+    rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+    before = rows["keras-io example, random init"]
+    after = rows[f"keras-io example ({MINUTES:g} min)"]
+    assert before["parameters"] == _kerasio_reference.KERAS_IO_PARAMETERS
+    assert after["batch_size"] == 30  # the example's 525, capped at the training images
+    assert after["steps"] >= 1 and after["train_seconds"] <= 60 * MINUTES + 15
+    for row in (before, after):
+        assert 0.0 <= row["knn_accuracy"] <= 1.0 and 0.0 <= row["linear_probe_accuracy"] <= 1.0
+
+
+@pytest.mark.skipif(not quality._torch_reference.available(), reason="PyTorch is not installed")
+def test_the_pytorch_reference_trains_in_its_own_process_and_is_scored_here(tmp_path):
+    out = tmp_path / "quality.json"
+    assert quality.main(_cifar_like_args(tmp_path, "--reference", "pytorch_resnet18",
+                                         "--json", str(out))) == 0
+    rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+    after = rows[f"PyTorch ResNet-18 ({MINUTES:g} min)"]
+    assert "PyTorch ResNet-18, random init" in rows
+    assert after["steps"] >= 1 and after["train_seconds"] <= 60 * MINUTES + 15
+    assert 0.0 <= after["knn_accuracy"] <= 1.0 and np.isfinite(after["final_loss"])
+
+
+def test_references_are_refused_on_images_they_cannot_take(capsys):
+    assert quality.main(["--data", "digits", "--reference", "kerasio", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "RGB images of 31 px or more" in err and "--data cifar10" in err
+
+
+def test_an_unknown_reference_is_refused_with_the_choices(capsys):
+    with pytest.raises(SystemExit):
+        quality.main(["--data", "digits", "--reference", "lightly", *TINY])
+    assert "kerasio, pytorch_resnet18" in capsys.readouterr().err
+
+
+def test_set_options_change_the_method_and_name_the_row(tmp_path):
+    args = quality.parse_args(["--data", "digits", "--method", "simclr", "--minutes", "1",
+                               "--set", "temperature=0.5", "--set", "strength=1.0",
+                               "--set", "min_crop_area=0.2"])
+    assert args.options == {"temperature": 0.5, "strength": 1.0, "min_crop_area": 0.2}
+    args.jit_compile = False
+    model, _ = quality.build_method("simclr", (32, 32, 1), args, total_steps=10)
+    assert model.temperature == 0.5
+    assert model.augmenter.augmentations[0].scale == (0.2, 1.0)
+    jitter = model.augmenter.augmentations[2]
+    assert jitter.brightness == pytest.approx((0.2, 1.8))  # strength 1.0, not 32 px's 0.5
+    out = tmp_path / "quality.json"
+    assert quality.main(["--data", "digits", "--method", "triplet", "--set", "mining=batch_hard",
+                         *TINY, "--no-baselines", "--json", str(out)]) == 0
+    names = [row["name"] for row in json.loads(out.read_text())["rows"]]
+    assert names[-1] == f"triplet mining=batch_hard ({MINUTES:g} min)"
+
+
+def test_a_set_option_the_method_does_not_take_is_refused_before_training(capsys):
+    assert quality.main(["--data", "digits", "--method", "simclr", "--set", "grid=3",
+                         *TINY]) == 2
+    assert "--set" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        quality.main(["--data", "digits", "--method", "simclr", "--set", "temperature", *TINY])

@@ -17,6 +17,8 @@ from keras_ssl.errors import KerasSSLError
 
 # SimCLR turns the blur off on CIFAR-10 (32 px), where it hurts; it uses it on ImageNet.
 MIN_BLUR_SIZE = 64
+# ... and halves the colour distortion there (strength 0.5 on CIFAR-10, 1.0 on ImageNet).
+SMALL_IMAGE_STRENGTH = 0.5
 
 
 def _size(image_size) -> tuple[int, int]:
@@ -57,7 +59,7 @@ def _blur(height, width, blur, seed):
     return [GaussianBlur(kernel, sigma=(0.1, 2.0), p=0.5, seed=seed)]
 
 
-def simclr(image_size, strength: float = 1.0, blur: bool | None = None,
+def simclr(image_size, strength: float | None = None, blur: bool | None = None,
            seed: int | None = None) -> Augmenter:
     """SimCLR's views (Chen et al. 2020, appendix A).
 
@@ -67,7 +69,8 @@ def simclr(image_size, strength: float = 1.0, blur: bool | None = None,
 
     Args:
         image_size: output size, an int or (height, width).
-        strength: color distortion strength s (paper: 1.0 on ImageNet, 0.5 on CIFAR-10).
+        strength: color distortion strength s (paper: 1.0 on ImageNet, 0.5 on CIFAR-10);
+            `None`: 0.5 for images under 64 pixels, 1.0 from 64 pixels.
         blur: use the blur; `None`: only for images of 64 pixels or more (SimCLR leaves it out
             on CIFAR-10).
         seed: integer seed.
@@ -79,6 +82,8 @@ def simclr(image_size, strength: float = 1.0, blur: bool | None = None,
     TensorShape([2, 32, 32, 3])
     """
     height, width = _size(image_size)
+    if strength is None:
+        strength = SMALL_IMAGE_STRENGTH if min(height, width) < MIN_BLUR_SIZE else 1.0
     if not float(strength) >= 0:
         raise KerasSSLError(f"simclr strength must be >= 0 (1.0 in the paper), got {strength!r}.")
     s = float(strength)
