@@ -69,6 +69,7 @@ from keras_ssl.methods.base import MIN_IMAGE_SIZE  # noqa: E402
 
 DATA_SETS = ("fashion_mnist", "cifar10")  # and a hidden `digits`, for quick checks
 REFERENCES = ("kerasio", "pytorch_resnet18")
+UNPLANNED_EPOCHS = 1_000_000  # "until the time is spent"
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEFAULT_DATA_DIRS = {
     "fashion_mnist": SHARED_DATA / "fashion-mnist",
@@ -373,26 +374,34 @@ def build_supervised(split: Split, args, total_steps: int) -> Supervised:
 
 
 # ----- training and scoring --------------------------------------------------------------------
-def train_for(model, x, y, args, batch_size: int | None = None) -> dict:
-    """Train `model` for `args.minutes` with the library's budget helpers; what it did."""
+def train_for(model, x, y, args, batch_size: int | None = None, plan: bool = True) -> dict:
+    """Train `model` for `args.minutes` with the library's budget helpers; what it did.
+
+    `plan=False` for a constant learning rate: nothing to fit to the steps that fit, so training
+    simply runs until the time is spent (no planned step count that could end it early)."""
     batch_size = batch_size or args.batch_size
     start = time.perf_counter()
-    budget = training.plan_budget(model, x, y, batch_size=batch_size, minutes=args.minutes)
-    planned = budget.epochs
+    if plan:
+        budget = training.plan_budget(model, x, y, batch_size=batch_size, minutes=args.minutes)
+    else:
+        budget = training.TimeBudget(args.minutes * 60, epochs=UNPLANNED_EPOCHS)
+    planned = budget.epochs if plan else None
     plan_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    history = checkpoint.fit_resumable(model, x, y, batch_size=batch_size, epochs=planned,
+    history = checkpoint.fit_resumable(model, x, y, batch_size=batch_size, epochs=budget.epochs,
                                        seed=args.seed, callbacks=[budget], verbose=args.verbose)
     seconds = time.perf_counter() - start
     per_epoch = checkpoint.steps_per_epoch(len(x), batch_size)
     steps = (budget.stopped_at_step if budget.stopped_at_step is not None
              else len(history.history.get("loss", [])) * per_epoch)
-    losses = history.history.get("loss", [])
+    losses = history.history.get("loss", history.history.get("c_loss", []))  # keras-io: c_loss
     return {
         "epochs": round(steps / per_epoch, 2), "steps": int(steps), "planned_epochs": planned,
         "steps_per_epoch": per_epoch, "train_seconds": round(seconds, 2),
         "budget_seconds": round(budget.spent, 2), "plan_seconds": round(plan_seconds, 2),
         "stopped_on_budget": budget.stopped_at_step is not None,
+        "stopped_on": (None if budget.stopped_at_step is None
+                       else "time" if budget.spent >= budget.seconds else "planned steps"),
         "final_loss": float(losses[-1]) if losses else None,
     }
 
@@ -428,13 +437,13 @@ def kerasio_rows(split: Split, args) -> list[dict]:
     """keras-io's SimCLR example trained for the budget: its random init, then trained."""
     keras.utils.set_random_seed(args.seed)
     model = KerasIOSimCLR(split.x_train.shape[1:])
-    model.compile(optimizer=keras.optimizers.Adam())  # the example's: constant 1e-3
+    model.compile(optimizer=keras.optimizers.Adam())  # the example's: constant 1e-3, no plan
     before = {"name": "keras-io example, random init", "kind": "reference",
               "parameters": model.encoder.count_params(),
               **score(Features(model.encoder), split)}
     report(before)
     batch_size = min(KERAS_IO_BATCH_SIZE, len(split.x_train))
-    trained = train_for(model, split.x_train, None, args, batch_size=batch_size)
+    trained = train_for(model, split.x_train, None, args, batch_size=batch_size, plan=False)
     after = {"name": f"keras-io example ({args.minutes:g} min)", "kind": "reference",
              "batch_size": batch_size, **trained, **score(Features(model.encoder), split)}
     report(after)
@@ -517,9 +526,9 @@ def report(row: dict) -> None:
     if "steps" in row:
         steps = f"{row['steps']} step{'s' if row['steps'] != 1 else ''}"
         planned = (f"planned {row['planned_epochs']} epochs ({row['plan_seconds']:.1f} s), "
-                   if "planned_epochs" in row else "")
-        trained = (f"{planned}trained {steps} in {row['train_seconds']:.1f} s"
-                   f"{' (stopped on the budget)' if row.get('stopped_on_budget') else ''}, ")
+                   if row.get("planned_epochs") else "")
+        stopped = f" (stopped on {row['stopped_on']})" if row.get("stopped_on") else ""
+        trained = f"{planned}trained {steps} in {row['train_seconds']:.1f} s{stopped}, "
     print(f"#   {trained}scored in {row['eval_seconds']:.1f} s: kNN {row['knn_accuracy']:.4f}, "
           f"linear probe {row['linear_probe_accuracy']:.4f}", flush=True)
 

@@ -138,6 +138,8 @@ def test_the_keras_io_reference_trains_for_the_budget_beside_its_random_init(tmp
     assert before["parameters"] == _kerasio_reference.KERAS_IO_PARAMETERS
     assert after["batch_size"] == 30  # the example's 525, capped at the training images
     assert after["steps"] >= 1 and after["train_seconds"] <= 60 * MINUTES + 15
+    # A constant learning rate has no schedule to plan: it trains until the time is spent.
+    assert after["planned_epochs"] is None and after["stopped_on"] == "time"
     for row in (before, after):
         assert 0.0 <= row["knn_accuracy"] <= 1.0 and 0.0 <= row["linear_probe_accuracy"] <= 1.0
 
