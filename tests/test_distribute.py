@@ -83,12 +83,12 @@ def test_sync_batchnorm_changes_nothing_on_one_device():
     for sync in (False, True):
         keras.utils.set_random_seed(0)
         model = keras_ssl.SimCLR(keras_ssl.encoders.ConvNet((16, 16, 1), width=4),
-                                 projection_dim=8, seed=0)
+                                 projection_dim=8, temperature=0.5, seed=0)
         if sync:
             distribute.sync_batchnorm(model)
         model.compile(optimizer="sgd", jit_compile=False)
         losses.append(model.fit(x, batch_size=8, verbose=0).history["loss"][0])
-    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-6)
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)  # float32 reduction order
 
 
 def test_splitting_an_initialised_cpu_again_is_refused():
@@ -169,8 +169,10 @@ CHILD = textwrap.dedent(
 
     def build(sync):
         keras.utils.set_random_seed(0)
+        # Temperature 0.5, not the default 0.1, which multiplies float32 rounding by 10: what
+        # is compared here is where the batch-norm statistics come from.
         model = keras_ssl.SimCLR(keras_ssl.encoders.ConvNet((16, 16, 1), width=4),
-                                 projection_dim=8, seed=1)
+                                 projection_dim=8, temperature=0.5, seed=1)
         if sync:
             distribute.sync_batchnorm(model)
         model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)

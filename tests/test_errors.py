@@ -201,7 +201,7 @@ CASES = [
     Case("momentum", "MoCo momentum outside [0, 1]", "momentum must be a number in [0, 1]",
          api=lambda ws: keras_ssl.MoCo(_convnet(), momentum=1.5)),
     Case("permutations", "more jigsaw permutations than 9! allows", "only 9! = 362880 permutations",
-         api=lambda ws: keras_ssl.Jigsaw(_convnet(48), permutations=400_000),
+         api=lambda ws: keras_ssl.Jigsaw(_convnet(48), grid=3, permutations=400_000),
          also="test_pretext.py::test_jigsaw_permutations_errors_say_the_limits"),
     Case("learning-rate", "a learning rate <= 0", "--learning-rate must be positive",
          cli=["--learning-rate", "0"]),

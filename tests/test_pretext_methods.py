@@ -159,7 +159,7 @@ def test_vectors_train_with_an_mlp_decoder(corruption):
 
 # ----- Jigsaw -------------------------------------------------------------------------------
 def test_jigsaw_runs_the_exported_encoders_own_weights_on_tiles():
-    model = _build("jigsaw")
+    model = _build("jigsaw", grid=3)
     assert model.tile_shape == (8, 8, 1)
     assert model.tile_encoder.input_shape == (None, 8, 8, 1)
     assert model.encoder.input_shape == (None, SIZE, SIZE, 1)
@@ -195,7 +195,7 @@ def test_jigsaw_refuses_images_too_small_for_the_grid_when_built():
 
 def test_jigsaw_grid_follows_the_image_size_when_not_given():
     small = keras_ssl.Jigsaw(encoders.ConvNet((32, 32, 3), width=4))
-    assert (small.grid, small.num_permutations, small.tile_shape) == (2, 24, (13, 13, 3))
+    assert (small.grid, small.num_permutations, small.tile_shape) == (2, 24, (14, 14, 3))
     large = keras_ssl.Jigsaw(encoders.ConvNet((64, 64, 3), width=4))
     assert (large.grid, large.num_permutations) == (3, 100)
     chosen = keras_ssl.Jigsaw(encoders.ConvNet((32, 32, 3), width=4), grid=3, permutations=50)

@@ -68,7 +68,7 @@ class Jigsaw(SelfSupervisedModel):
             `None`: 3 (the paper's) for images of 64 px or more, 2 below. A 3x3 grid cuts 32 px
             images into 8 px tiles, too small to teach the encoder features of whole images:
             on CIFAR-10 its kNN accuracy barely beat random init and its linear probe fell below
-            it, where a 2x2 grid (13 px tiles) gains on both (docs/results.md).
+            it, where a 2x2 grid (14 px tiles) gains on both (docs/results.md).
         permutations: number of permutations, the classes of the task (100 in the paper is a
             good trade-off between ambiguity and difficulty); `grid**2!` at most. `None`: 100,
             or every permutation when there are fewer (24 for a 2x2 grid).
