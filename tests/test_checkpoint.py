@@ -69,6 +69,7 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # 20 s; in the default suite a stopped run resumes exactly (below)
 def test_cli_run_killed_mid_epoch_resumes_to_the_uninterrupted_state(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 1), dtype=np.uint8)
     np.savez(tmp_path / "tiny.npz", x=images)

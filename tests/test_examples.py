@@ -63,12 +63,16 @@ def _available(name):
     return hasattr(keras_ssl, CASES[name][0])
 
 
-@pytest.fixture(scope="module")
-def quick_runs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("examples")
+# The method examples share one training loop with simclr_cifar10 and the other default ones, so
+# the default suite runs these with -m slow only (keeping it under 10 minutes on 2 cores).
+SLOW = {"moco", "supcon", "triplet", "rotnet", "jigsaw"}
+
+
+def _quick_runs(names, folder):
+    """Every example in `names` with --quick, in one process; {name: result}."""
     runs = {
-        name: ["--quick", *(a.replace("{tmp}", str(folder)) for a in extra)]
-        for name, (_, extra, _) in CASES.items() if _available(name)
+        name: ["--quick", *(a.replace("{tmp}", str(folder)) for a in CASES[name][1])]
+        for name in names if _available(name)
     }
     script = folder / "runner.py"
     script.write_text(f"EXAMPLES = {str(EXAMPLES)!r}\n" + RUNNER)
@@ -79,19 +83,41 @@ def quick_runs(tmp_path_factory):
     results = json.loads((folder / "results.json").read_text())
     # Seen with `pytest -s`: how long each quick mode took.
     print("".join(f"\n  {name}: {r['seconds']:.1f} s" for name, r in results.items()))
-    return results, folder
+    return results
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_example_quick_mode_runs_and_reports(name, quick_runs):
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("examples")
+    return _quick_runs(sorted(set(CASES) - SLOW), folder), folder
+
+
+@pytest.fixture(scope="module")
+def slow_quick_runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("method_examples")
+    return _quick_runs(sorted(SLOW), folder), folder
+
+
+def _check(name, runs):
     if not _available(name):
         pytest.skip(f"keras_ssl.{CASES[name][0]} is not there yet")
-    results, folder = quick_runs
+    results, folder = runs
     result = results[name]
     assert result["error"] is None, result["error"] + result["stdout"][-2000:]
     assert re.search(CASES[name][2], result["stdout"], re.S), result["stdout"][-3000:]
     if name == "masked_autoencoder":
         assert (folder / "reconstructions.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name", sorted(set(CASES) - SLOW))
+def test_example_quick_mode_runs_and_reports(name, quick_runs):
+    _check(name, quick_runs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SLOW))
+def test_method_example_quick_mode_runs_and_reports(name, slow_quick_runs):
+    _check(name, slow_quick_runs)
 
 
 def test_every_example_script_is_tested():
