@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _torch_reference import KINDS, encoders  # noqa: E402
+from _torch_reference import KINDS, encoders, nt_xent, projection_head  # noqa: E402
 
 ARRAYS = ("x_train", "x_memory", "x_test")
 LUMA = (0.299, 0.587, 0.114)
@@ -177,17 +177,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     shuffle = np.random.default_rng(args.seed)
     encoder, dim = encoders()[args.encoder](data["x_train"].shape[1])
-    # keras_ssl's heads.projection_head(dim, 128): Dense-BN-ReLU, Dense.
-    head = nn.Sequential(nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(),
-                         nn.Linear(dim, 128))
-    model = nn.Sequential(encoder, head)
+    model = nn.Sequential(encoder, projection_head(dim))
     before = {"before_memory": features(encoder, data["x_memory"]),
               "before_test": features(encoder, data["x_test"])}
 
     optimizer = torch.optim.Adam(model.parameters(), args.learning_rate)
     n, b = len(data["x_train"]), args.batch_size
-    not_self = torch.eye(2 * b, dtype=torch.bool)
-    targets = torch.arange(2 * b).roll(b)  # view i's positive is the other view of its image
     model.train()
     steps, loss, start = 0, float("nan"), None
     budget = 60 * args.minutes
@@ -195,10 +190,8 @@ def main(argv: list[str] | None = None) -> None:
         order = shuffle.permutation(n)
         for i in range(n // b):  # the last partial batch is dropped
             x = to_float(data["x_train"][order[i * b:(i + 1) * b]])
-            z = F.normalize(model(torch.cat([augment(x, args.strength),
-                                             augment(x, args.strength)])), dim=1)
-            logits = (z @ z.T / args.temperature).masked_fill(not_self, -1e9)
-            step_loss = F.cross_entropy(logits, targets)
+            views = torch.cat([augment(x, args.strength), augment(x, args.strength)])
+            step_loss = nt_xent(model(views), args.temperature)
             optimizer.zero_grad(set_to_none=True)
             step_loss.backward()
             optimizer.step()

@@ -77,6 +77,26 @@ def encoders():
     return {"resnet18": resnet18, "kerasio": kerasio}
 
 
+def projection_head(dim: int, out: int = 128):
+    """keras_ssl's heads.projection_head(dim, out): Linear-BN-ReLU, Linear."""
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(),
+                         nn.Linear(dim, out))
+
+
+def nt_xent(projections, temperature: float):
+    """NT-Xent over 2N projections, the two views of image i at rows i and N + i."""
+    import torch
+    from torch import nn
+
+    n2 = projections.shape[0]
+    z = nn.functional.normalize(projections, dim=1)
+    not_self = torch.eye(n2, dtype=torch.bool)
+    logits = (z @ z.T / temperature).masked_fill(not_self, -1e9)
+    return nn.functional.cross_entropy(logits, torch.arange(n2).roll(n2 // 2))
+
+
 def measure(kind: str, batch_size: int, steps: int, warmup: int, image_size: int = 32) -> dict:
     """Time a PyTorch SimCLR step (encoder, projection head, NT-Xent, Adam) on two ready views."""
     import torch
@@ -86,21 +106,15 @@ def measure(kind: str, batch_size: int, steps: int, warmup: int, image_size: int
     torch.manual_seed(0)
     encoder, dim = encoders()[kind](image_size)
     views = torch.rand(2 * batch_size, 3, image_size, image_size)
-    if kind == "resnet18":  # keras_ssl's heads.projection_head(512, 128)
-        head = nn.Sequential(nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(),
-                             nn.Linear(dim, 128))
+    if kind == "resnet18":
+        head = projection_head(dim)
     else:  # keras-io's head
         head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
     model = nn.Sequential(encoder, head)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-    temperature = 0.5
-    not_self = torch.eye(2 * batch_size, dtype=torch.bool)
-    targets = torch.arange(2 * batch_size).roll(batch_size)
 
     def step():
-        z = nn.functional.normalize(model(views), dim=1)
-        logits = (z @ z.T / temperature).masked_fill(not_self, -1e9)
-        loss = nn.functional.cross_entropy(logits, targets)
+        loss = nt_xent(model(views), temperature=0.5)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

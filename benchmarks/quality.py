@@ -314,11 +314,9 @@ def method_kwargs(preset: dict, input_shape, args) -> dict:
     kwargs = {**preset, **args.options}
     view_options = {k: kwargs.pop(k) for k in ("strength", "min_crop_area") if k in kwargs}
     if view_options:
-        augmenter = augment.simclr(input_shape[:2], strength=view_options.get("strength"),
-                                   seed=args.seed)
-        if "min_crop_area" in view_options:
-            augmenter.augmentations[0].scale = (float(view_options["min_crop_area"]), 1.0)
-        kwargs["augmenter"] = augmenter
+        kwargs["augmenter"] = augment.simclr(
+            input_shape[:2], strength=view_options.get("strength"),
+            crop_scale=(float(view_options.get("min_crop_area", 0.08)), 1.0), seed=args.seed)
     return kwargs
 
 
@@ -383,9 +381,9 @@ def train_for(model, x, y, args, batch_size: int | None = None, plan: bool = Tru
     start = time.perf_counter()
     if plan:
         budget = training.plan_budget(model, x, y, batch_size=batch_size, minutes=args.minutes)
+        planned = budget.epochs
     else:
-        budget = training.TimeBudget(args.minutes * 60, epochs=UNPLANNED_EPOCHS)
-    planned = budget.epochs if plan else None
+        budget, planned = training.TimeBudget(args.minutes * 60, epochs=UNPLANNED_EPOCHS), None
     plan_seconds = time.perf_counter() - start
     start = time.perf_counter()
     history = checkpoint.fit_resumable(model, x, y, batch_size=batch_size, epochs=budget.epochs,
@@ -399,7 +397,6 @@ def train_for(model, x, y, args, batch_size: int | None = None, plan: bool = Tru
         "epochs": round(steps / per_epoch, 2), "steps": int(steps), "planned_epochs": planned,
         "steps_per_epoch": per_epoch, "train_seconds": round(seconds, 2),
         "budget_seconds": round(budget.spent, 2), "plan_seconds": round(plan_seconds, 2),
-        "stopped_on_budget": budget.stopped_at_step is not None,
         "stopped_on": (None if budget.stopped_at_step is None
                        else "time" if budget.spent >= budget.seconds else "planned steps"),
         "final_loss": float(losses[-1]) if losses else None,
@@ -572,11 +569,11 @@ def run(args) -> dict:
         print(f"# reference: {name} ({minutes})", flush=True)
         rows.extend(REFERENCE_ROWS[name](split, args))
         gc.collect()
+    options = "".join(f" {pair}" for pair in args.set_options)  # in the rows' names
     for name in args.method:
         print(f"# {name} ({minutes})", flush=True)
         model, cls = build_method(name, input_shape, args, steps)
         labels = split.y_train if cls.needs_labels else None
-        options = "".join(f" {pair}" for pair in args.set_options)
         row = {"name": f"{name}{options} ({minutes})", "kind": "method", "method": name,
                "class": cls.__name__}
         try:

@@ -299,10 +299,13 @@ def pretrain(args) -> int:
     probe = {"probe_classes": data.num_classes} if args.online_probe else {}
     epochs = _default_epochs(len(data.x_train)) if args.epochs is None else args.epochs
     labels = data.y_train if cls.needs_labels or args.online_probe else None
-    chosen = defaults.choose(input_shape)
+    if args.encoder:  # --width then sizes it, or the encoder's own default does
+        name, width = args.encoder, args.width
+    else:
+        chosen = defaults.choose(input_shape)
+        name, width = chosen.encoder, args.width or chosen.width
     with _strategy_scope(args):  # variables of the model and the optimizer on every replica
-        encoder = encoders.build(args.encoder or chosen.encoder, input_shape,
-                                 width=args.width or (None if args.encoder else chosen.width))
+        encoder = encoders.build(name, input_shape, width=width)
         # The model first: its checks (e.g. images too small for a puzzle) say more than the
         # batch-size check below when both fail.
         model = _sync_batchnorm(cls(encoder, seed=args.seed, **probe, **preset), args)

@@ -1,15 +1,15 @@
-"""What `keras-ssl pretrain` trains with when it is not told: chosen from the data and the budget.
+"""What `keras-ssl pretrain` trains with when it is not told, chosen from the data's shape.
 
-`choose(input_shape)` returns the encoder, its width, the batch size and the peak learning rate
-for inputs of that shape; the time the user gives (`--minutes`) then sets the length of the
-warm-up and cosine learning-rate schedule (`training.plan_budget`). The choices were measured on a
-2-core CPU with `benchmarks/quality.py` and `benchmarks/train_step.py` on 28 px gray images
-(Fashion-MNIST), 32 px colour images (CIFAR-10) and 96 px images; docs/results.md ("How the
-defaults were chosen") has the runs. Settings that belong to a method and depend on the image size
-live with the method: SimCLR's colour strength (`augment.simclr`), Jigsaw's grid.
+`choose(input_shape)` picks the encoder and its width; `BATCH_SIZE` and `LEARNING_RATE` are the
+batch and the peak learning rate for every shape, and the time the user gives (`--minutes`) sets
+the length of the warm-up and cosine learning-rate schedule (`training.plan_budget`). The choices
+were measured on a 2-core CPU with `benchmarks/quality.py` and `benchmarks/train_step.py` on 28 px
+gray images (Fashion-MNIST), 32 px colour images (CIFAR-10) and 96 px images; docs/results.md
+("How the defaults were chosen") has the runs. Settings that belong to a method and depend on the
+image size live with the method: SimCLR's colour strength (`augment.simclr`), Jigsaw's grid.
 
 >>> choose((32, 32, 3))
-Defaults(encoder='convnet', width=32, batch_size=256, learning_rate=0.002, why='images under 64 px')
+Defaults(encoder='convnet', width=32)
 >>> choose((96, 96, 3)).encoder
 'resnet18'
 """
@@ -32,13 +32,10 @@ LEARNING_RATE = 2e-3
 
 @dataclass(frozen=True)
 class Defaults:
-    """The training settings `choose` picked, and why."""
+    """The encoder `choose` picked and its width (`None`: the encoder's own default)."""
 
     encoder: str
     width: int | None
-    batch_size: int
-    learning_rate: float
-    why: str
 
     def build_encoder(self, input_shape) -> keras.Model:
         return encoders.build(self.encoder, input_shape, width=self.width)
@@ -48,12 +45,10 @@ def choose(input_shape) -> Defaults:
     """The defaults for inputs of `input_shape`: (height, width, channels) for images,
     (features,) for vectors."""
     if len(input_shape) == 1:
-        return Defaults("mlp", None, BATCH_SIZE, LEARNING_RATE, "feature vectors")
+        return Defaults("mlp", None)
     if min(input_shape[:2]) < SMALL_IMAGES:
-        return Defaults("convnet", 32, BATCH_SIZE, LEARNING_RATE,
-                        f"images under {SMALL_IMAGES} px")
-    return Defaults("resnet18", 64, BATCH_SIZE, LEARNING_RATE,
-                    f"images of {SMALL_IMAGES} px or more")
+        return Defaults("convnet", 32)
+    return Defaults("resnet18", 64)
 
 
-__all__ = ["Defaults", "choose"]
+__all__ = ["BATCH_SIZE", "LEARNING_RATE", "Defaults", "choose"]

@@ -1,4 +1,4 @@
-"""keras_ssl.defaults: what pretrain trains with, by input shape."""
+"""keras_ssl.defaults: the encoder pretrain trains, by input shape."""
 
 import pytest
 
@@ -11,7 +11,7 @@ from keras_ssl import defaults, encoders
 def test_the_encoder_follows_the_input_shape(shape, encoder, width):
     chosen = defaults.choose(shape)
     assert (chosen.encoder, chosen.width) == (encoder, width)
-    assert (chosen.batch_size, chosen.learning_rate) == (256, 2e-3)
+    assert (defaults.BATCH_SIZE, defaults.LEARNING_RATE) == (256, 2e-3)
     assert encoders.for_input(shape).name == encoder
 
 

@@ -60,7 +60,7 @@ def _blur(height, width, blur, seed):
 
 
 def simclr(image_size, strength: float | None = None, blur: bool | None = None,
-           seed: int | None = None) -> Augmenter:
+           crop_scale=(0.08, 1.0), seed: int | None = None) -> Augmenter:
     """SimCLR's views (Chen et al. 2020, appendix A).
 
     Random resized crop (area 8-100%, aspect 3/4-4/3) to `image_size`, horizontal flip (p=0.5),
@@ -73,6 +73,7 @@ def simclr(image_size, strength: float | None = None, blur: bool | None = None,
             `None`: 0.5 for images under 64 pixels, 1.0 from 64 pixels.
         blur: use the blur; `None`: only for images of 64 pixels or more (SimCLR leaves it out
             on CIFAR-10).
+        crop_scale: (low, high) area of the random crop as a fraction of the image's.
         seed: integer seed.
 
     Example:
@@ -90,7 +91,7 @@ def simclr(image_size, strength: float | None = None, blur: bool | None = None,
     seeds = _seeds(seed)
     return Augmenter(
         [
-            RandomResizedCrop(height, width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+            RandomResizedCrop(height, width, scale=crop_scale, ratio=(3 / 4, 4 / 3),
                               seed=next(seeds)),
             RandomFlip(p=0.5, seed=next(seeds)),
             ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, min(0.2 * s, 0.5), p=0.8, seed=next(seeds)),

@@ -104,7 +104,9 @@ class Jigsaw(SelfSupervisedModel):
             )
         if grid is None:
             grid = 3 if min(self.image_size) >= LARGE_GRID_MIN_SIZE else 2
-        if permutations is None and isinstance(grid, int) and grid >= 2:
+        if not isinstance(grid, int) or grid < 2:
+            raise KerasSSLError(f"Jigsaw needs an int grid >= 2 (tiles per side), got {grid!r}.")
+        if permutations is None:
             permutations = min(DEFAULT_PERMUTATIONS, math.factorial(grid * grid))
         self.grid = grid
         self.num_permutations = permutations
@@ -112,8 +114,6 @@ class Jigsaw(SelfSupervisedModel):
         self.tile_size = tile_size
         self.resize_tiles = bool(resize_tiles)
         self.permutation_seed = permutation_seed
-        if not isinstance(grid, int) or grid < 2:
-            raise KerasSSLError(f"Jigsaw needs an int grid >= 2 (tiles per side), got {grid!r}.")
         self.num_tiles = grid * grid
         self.permutations = pretext.jigsaw_permutations(
             self.num_tiles, permutations, seed=permutation_seed
