@@ -341,7 +341,7 @@ def test_masked_token_loss_value_gradient_and_accuracy():
     x = tf.constant(logits)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        loss, accuracy = losses.masked_token_loss(labels_with_filler, x, mask)
+        loss, accuracy = losses.masked_token_loss(labels_with_filler, x, mask, return_accuracy=True)
     grad = tape.gradient(loss, x).numpy()
 
     logits64 = logits.astype(np.float64)
@@ -354,7 +354,8 @@ def test_masked_token_loss_value_gradient_and_accuracy():
     expected_grad = (np.exp(log_softmax) - np.eye(7)[labels]) * mask[..., None] / mask.sum()
     np.testing.assert_allclose(grad, expected_grad, **GRAD_TOL)
 
-    loss, accuracy = losses.masked_token_loss(labels_with_filler, logits, np.zeros((2, 5)))
+    loss, accuracy = losses.masked_token_loss(labels_with_filler, logits, np.zeros((2, 5)),
+                                              return_accuracy=True)
     assert float(loss) == 0.0 and float(accuracy) == 0.0
 
 

@@ -115,7 +115,7 @@ def test_loss_counts_masked_positions_only():
     mask = (rng.random((3, 7)) < 0.4).astype("float32")
     logits = tf.Variable(rng.standard_normal((3, 7, 50)).astype("float32"))
     with tf.GradientTape() as tape:
-        loss, accuracy = losses.masked_token_loss(labels, logits, mask)
+        loss, accuracy = losses.masked_token_loss(labels, logits, mask, return_accuracy=True)
     gradient = tape.gradient(loss, logits).numpy()
     assert np.all(gradient[mask == 0] == 0.0)
     assert np.all(np.abs(gradient[mask == 1]).sum(axis=-1) > 0)
@@ -134,7 +134,7 @@ def test_gathered_prediction_loss_equals_the_loss_on_all_positions(pydoc_small):
                                   first_token_id=FIRST, seed=1)
     features = model.encoder(ids)
     gathered = model.prediction_loss(features, ids, mask)
-    full = losses.masked_token_loss(ids, model.head(features), mask)
+    full = losses.masked_token_loss(ids, model.head(features), mask, return_accuracy=True)
     assert float(tf.reduce_sum(mask)) > 20
     np.testing.assert_allclose([t.numpy() for t in gathered], [t.numpy() for t in full],
                                rtol=1e-5)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_ssl.augment.base import _as_tensor, _dtype_name
 from keras_ssl.errors import KerasSSLError
+from keras_ssl.images import as_tensor as _as_tensor
+from keras_ssl.images import dtype_name as _dtype_name
 from keras_ssl.replicas import replica_rows
 
 

@@ -195,7 +195,8 @@ class MaskedLanguageModel(SelfSupervisedModel):
         """
         length = features.shape[1]
         if length is None:
-            return losses.masked_token_loss(token_ids, self.head(features), mask)
+            return losses.masked_token_loss(token_ids, self.head(features), mask,
+                                            return_accuracy=True)
         slots = min(length, math.ceil(self.mask_rate * length) + 1)
         # top_k of a 0/1 mask: every masked position (at most `slots` per sequence), then fillers.
         positions = tf.math.top_k(mask, k=slots, sorted=False).indices
@@ -204,6 +205,7 @@ class MaskedLanguageModel(SelfSupervisedModel):
             tf.gather(token_ids, positions, batch_dims=1),
             logits,
             tf.gather(mask, positions, batch_dims=1),
+            return_accuracy=True,
         )
 
     # ----- inference --------------------------------------------------------------------------
