@@ -21,7 +21,7 @@ from keras_ssl import training
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny run (seconds)")
-parser.add_argument("--data", default="pydoc", help="a keras_ssl.text source (.txt, folder, ...)")
+parser.add_argument("--data", default="pydoc", help="a keras_ssl.data.text source (.txt, folder, ...)")
 parser.add_argument("--epochs", type=int, default=None)
 parser.add_argument("--export", default=None, help="export the encoder to this folder")
 args = parser.parse_args()
@@ -29,7 +29,7 @@ keras.utils.set_random_seed(0)
 
 # Text -> token ids in the input pipeline (string ops do not compile with XLA).
 sequence_length = 32 if args.quick else 64
-data = keras_ssl.text.load(args.data, vocab_size=2000 if args.quick else 5000,
+data = keras_ssl.data.text.load(args.data, vocab_size=2000 if args.quick else 5000,
                            sequence_length=sequence_length,
                            max_examples=128 if args.quick else None)
 print(data)

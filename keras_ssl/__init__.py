@@ -29,7 +29,6 @@ from keras_ssl import (  # noqa: E402
     plot,
     pretext,
     serving,
-    text,
     training,
 )
 from keras_ssl.errors import KerasSSLError  # noqa: E402
@@ -74,7 +73,6 @@ __all__ = [
     "plot",
     "pretext",
     "serving",
-    "text",
     "training",
     "__version__",
 ]

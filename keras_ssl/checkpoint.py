@@ -49,6 +49,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_ssl.data import steps_per_epoch
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.guards import StopOnNonFiniteLoss
 
@@ -57,7 +58,6 @@ __all__ = [
     "TrainingCheckpoint",
     "fit_resumable",
     "resumable_dataset",
-    "steps_per_epoch",
 ]
 
 RUN_FILE = "run.json"
@@ -78,21 +78,6 @@ class Position:
 
 
 # ----- data --------------------------------------------------------------------------------------
-def steps_per_epoch(num_examples: int, batch_size: int) -> int:
-    """Full batches per epoch (the last partial batch is dropped: XLA wants static shapes)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-        batch_size < 1
-    ):
-        raise KerasSSLError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    steps = int(num_examples) // int(batch_size)
-    if steps < 1:
-        raise KerasSSLError(
-            f"batch_size={batch_size} is larger than the {num_examples} training examples, so an "
-            f"epoch would hold no full batch. Use batch_size <= {num_examples} or more data."
-        )
-    return steps
-
-
 def resumable_dataset(x, y=None, *, batch_size: int, epochs: int, seed: int = 0,
                       start: Position = Position()) -> tf.data.Dataset:
     """Shuffled training batches of epochs `start.epoch` .. `epochs - 1` as one stream.

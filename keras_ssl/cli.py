@@ -264,7 +264,7 @@ def pretrain(args) -> int:
     keras.utils.set_random_seed(args.seed)
     if "text" in cls.input_kinds:
         return _pretrain_text(args, cls, preset)
-    from keras_ssl.text import is_text_source
+    from keras_ssl.data.text import is_text_source
 
     if is_text_source(args.data):
         raise KerasSSLError(
@@ -310,7 +310,7 @@ def pretrain(args) -> int:
         # batch-size check below when both fail.
         model = _sync_batchnorm(cls(encoder, seed=args.seed, **probe, **preset), args)
         # Each epoch's batches depend only on (seed, epoch): a resumed run sees the same batches.
-        steps = checkpoint.steps_per_epoch(len(data.x_train), args.batch_size)
+        steps = data_lib.steps_per_epoch(len(data.x_train), args.batch_size)
         model.compile(optimizer=training.default_optimizer(args.learning_rate, steps * epochs),
                       jit_compile=getattr(args, "jit_compile", "auto"))
     budget = []
@@ -390,7 +390,9 @@ def _pretrain_text(args, cls, preset) -> int:
     """--method mlm: text -> token ids; masked-token accuracy on held-out text before and after."""
     import keras
 
-    from keras_ssl import checkpoint, encoders, text, training
+    from keras_ssl import checkpoint, encoders, training
+    from keras_ssl import data as data_lib
+    from keras_ssl.data import text
     from keras_ssl.errors import KerasSSLError
     from keras_ssl.export import export_encoder
 
@@ -404,7 +406,7 @@ def _pretrain_text(args, cls, preset) -> int:
     data = text.load(args.data, vocab_size=args.vocab_size, sequence_length=args.sequence_length,
                      seed=args.seed, max_examples=args.max_examples, data_dir=args.data_dir,
                      download=args.download)
-    steps = checkpoint.steps_per_epoch(len(data.x_train), args.batch_size)
+    steps = data_lib.steps_per_epoch(len(data.x_train), args.batch_size)
     epochs = _default_text_epochs(steps) if args.epochs is None else args.epochs
     with _strategy_scope(args):  # variables of the model and the optimizer on every replica
         encoder = encoders.build_text(args.encoder or "transformer", data.vocab_size,

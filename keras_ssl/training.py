@@ -9,7 +9,7 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_ssl.checkpoint import steps_per_epoch
+from keras_ssl.data import steps_per_epoch
 from keras_ssl.errors import KerasSSLError
 
 

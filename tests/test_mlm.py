@@ -11,8 +11,9 @@ import pytest
 import tensorflow as tf
 
 import keras_ssl
-from keras_ssl import encoders, losses, pretext, text
+from keras_ssl import encoders, losses, pretext
 from keras_ssl.cli import main
+from keras_ssl.data import text
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods.mlm import MaskedLanguageModel
 

@@ -153,7 +153,7 @@ def test_vector_encoder_warmup_uses_the_features_input(tmp_path):
 
 @pytest.mark.skipif(not hasattr(keras_ssl, "MaskedLanguageModel"), reason="no text methods")
 def test_text_encoder_warmup_sends_sentences_the_signature_accepts(tmp_path):
-    data = keras_ssl.text.load("pydoc", vocab_size=200, sequence_length=16, max_examples=32)
+    data = keras_ssl.data.text.load("pydoc", vocab_size=200, sequence_length=16, max_examples=32)
     encoder = encoders.TransformerEncoder(data.vocab_size, 16, embed_dim=8, num_heads=2,
                                           num_layers=1, ff_dim=16)
     model = keras_ssl.MaskedLanguageModel(encoder, data.vocab_size, vectorizer=data.vectorizer)

@@ -8,7 +8,8 @@ import numbers
 import keras
 import tensorflow as tf
 
-from keras_ssl import losses, pretext, text
+from keras_ssl import losses, pretext
+from keras_ssl.data import text
 from keras_ssl.encoders import MaskedMeanPooling
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods.base import SelfSupervisedModel
@@ -46,7 +47,7 @@ class MaskedLanguageModel(SelfSupervisedModel):
 
     Example:
     >>> import keras_ssl
-    >>> data = keras_ssl.text.load("pydoc", vocab_size=2000, sequence_length=32, max_examples=64)
+    >>> data = keras_ssl.data.text.load("pydoc", vocab_size=2000, sequence_length=32, max_examples=64)
     >>> encoder = keras_ssl.encoders.TransformerEncoder(data.vocab_size, 32, embed_dim=32,
     ...                                                 num_heads=2, num_layers=1, ff_dim=64)
     >>> model = keras_ssl.MaskedLanguageModel(encoder, data.vocab_size,
@@ -137,7 +138,7 @@ class MaskedLanguageModel(SelfSupervisedModel):
             raise KerasSSLError(
                 f"Token {self.mask_token_id} of the vectorizer is {vocabulary[self.mask_token_id]!r}, "
                 f"not the mask token {text.MASK_TOKEN!r}. Build the vectorizer with "
-                "keras_ssl.text.make_vectorizer (it reserves id 2 for the mask), or pass the "
+                "keras_ssl.data.text.make_vectorizer (it reserves id 2 for the mask), or pass the "
                 "mask token's id as mask_token_id."
             )
         length = self.encoder.input_shape[1]
@@ -217,7 +218,7 @@ class MaskedLanguageModel(SelfSupervisedModel):
             if vectorizer is None:
                 raise KerasSSLError(
                     "This MaskedLanguageModel has no vectorizer to turn strings into token ids: "
-                    "build it with vectorizer=data.vectorizer (keras_ssl.text.load), or pass ids."
+                    "build it with vectorizer=data.vectorizer (keras_ssl.data.text.load), or pass ids."
                 )
             inputs = vectorizer(inputs)
         return tf.cast(inputs, "int32")
@@ -232,14 +233,14 @@ class MaskedLanguageModel(SelfSupervisedModel):
         if dtype == tf.string:
             raise KerasSSLError(
                 "MaskedLanguageModel trains on token ids [N, L], not strings: turn the text into "
-                "ids in the input pipeline (keras_ssl.text.load(...).train_dataset(batch_size)), "
+                "ids in the input pipeline (keras_ssl.data.text.load(...).train_dataset(batch_size)), "
                 "since string ops do not compile with XLA."
             )
         if shape.rank != 2 or not dtype.is_integer:
             hint = " These look like images: use an image method." if shape.rank == 4 else ""
             raise KerasSSLError(
                 f"MaskedLanguageModel takes batches of integer token ids [N, L], got shape {shape} "
-                f"and dtype {dtype.name}.{hint} Load text with keras_ssl.text.load."
+                f"and dtype {dtype.name}.{hint} Load text with keras_ssl.data.text.load."
             )
         length = self.encoder.input_shape[1]
         if length is not None and shape[1] is not None and shape[1] != length:
@@ -256,7 +257,7 @@ class MaskedLanguageModel(SelfSupervisedModel):
             raise KerasSSLError(
                 "Exporting a MaskedLanguageModel needs its vectorizer, so that the SavedModel "
                 "takes raw strings: build the model with vectorizer=data.vectorizer "
-                "(keras_ssl.text.load)."
+                "(keras_ssl.data.text.load)."
             )
         strings = keras.Input(shape=(), dtype="string", name="text")
         token_ids = vectorizer(strings)

@@ -52,7 +52,7 @@ def mask_tokens(
         raise KerasSSLError(
             f"mask_tokens takes a batch of token ids [N, L] of an integer dtype, got shape "
             f"{token_ids.shape} and dtype {token_ids.dtype.name}. Turn text into ids first (e.g. "
-            f"keras_ssl.text.load(...).x_train)."
+            f"keras_ssl.data.text.load(...).x_train)."
         )
     check_fraction(mask_rate, "mask_tokens: mask_rate", "the fraction of tokens to predict; BERT "
                    "uses 0.15")

@@ -19,7 +19,7 @@ Accepted sources:
 Token ids: 0 is padding, 1 out-of-vocabulary, 2 the `[mask]` token (which text can never produce:
 standardisation strips the brackets), and words start at `FIRST_TOKEN_ID` = 3, most frequent first.
 
->>> from keras_ssl import text
+>>> from keras_ssl.data import text
 >>> d = text.load("pydoc", vocab_size=5000, sequence_length=64)
 >>> d.x_train.dtype, d.x_train.shape[1], d.vocab_size <= 5000
 (dtype('int32'), 64, True)
@@ -39,7 +39,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ssl import data as data_lib
+from keras_ssl.data.base import IMAGE_EXTENSIONS, SSLData
+from keras_ssl.data.tfds import TFDS_NAME, prepared_builder
 from keras_ssl.errors import KerasSSLError
 
 __all__ = [
@@ -81,41 +82,29 @@ _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 @dataclasses.dataclass(repr=False)
-class TextData:
-    """Training and held-out text, as strings and as token ids, with the adapted vectorizer.
+class TextData(SSLData):
+    """Training and held-out text as int32 token ids `[N, L]` (0-padded), with the strings they
+    came from and the `keras.layers.TextVectorization` adapted on the training text.
 
-    Attributes:
-        texts_train: the training examples (strings of at most `sequence_length` words).
-        texts_test: the held-out examples, or None.
-        x_train: int32 token ids `[N, L]`, 0-padded (the vectorizer applied to `texts_train`).
-        x_test: int32 token ids of `texts_test`, or None.
-        vectorizer: the `keras.layers.TextVectorization` adapted on `texts_train`.
-        name: where the text came from.
-
-    Like `keras_ssl.data.SSLData`, it has `kind` ("text"), `input_shape`, `has_labels` (False)
-    and `train_dataset(batch_size)`, so code written for images and vectors reads it too.
+    An `SSLData` of kind "text" without labels: `train_dataset(batch_size)`, `test_dataset()`,
+    `input_shape` work as for images and vectors.
     """
 
-    texts_train: list[str]
-    texts_test: list[str] | None
-    x_train: np.ndarray
-    x_test: np.ndarray | None
-    vectorizer: keras.layers.TextVectorization
-    name: str = "text"
+    texts_train: list[str] = dataclasses.field(default_factory=list, kw_only=True)
+    texts_test: list[str] | None = dataclasses.field(default=None, kw_only=True)
+    vectorizer: keras.layers.TextVectorization | None = dataclasses.field(default=None,
+                                                                          kw_only=True)
+    kind: str = "text"
 
-    kind = "text"
-    y_train = None
-    y_test = None
-    has_labels = False
-    num_classes = None
+    mask_token_id = MASK_TOKEN_ID
+    first_token_id = FIRST_TOKEN_ID
 
     def __post_init__(self):
+        super().__post_init__()
+        if self.vectorizer is None:
+            raise KerasSSLError("TextData needs the adapted vectorizer; build it with text.load().")
         # Read once, eagerly: vocabulary_size() gives a symbolic tensor inside a tf.function.
         self._vocab_size = int(self.vectorizer.vocabulary_size())
-
-    @property
-    def input_shape(self) -> tuple[int]:
-        return (int(self.x_train.shape[1]),)
 
     @property
     def sequence_length(self) -> int:
@@ -125,39 +114,6 @@ class TextData:
     def vocab_size(self) -> int:
         """The number of token ids (padding, OOV and [mask] included)."""
         return self._vocab_size
-
-    mask_token_id = MASK_TOKEN_ID
-    first_token_id = FIRST_TOKEN_ID
-
-    def train_dataset(
-        self,
-        batch_size: int,
-        *,
-        labels: bool = False,
-        shuffle: bool = True,
-        seed: int = 0,
-        drop_remainder: bool = True,
-        repeat: bool = False,
-    ) -> tf.data.Dataset:
-        """Batches of int32 token ids `[batch_size, L]`, shuffled each epoch and prefetched."""
-        if labels:
-            raise KerasSSLError(
-                f"{self.name!r} is text without labels; masked language modelling needs none "
-                "(labels=False)."
-            )
-        return data_lib.to_dataset(
-            self.x_train, batch_size=batch_size, shuffle=shuffle, seed=seed,
-            drop_remainder=drop_remainder, repeat=repeat,
-        )
-
-    def test_dataset(self, batch_size: int = 256) -> tf.data.Dataset:
-        """The held-out token ids in order, all of them (the last batch may be smaller)."""
-        if self.x_test is None:
-            raise KerasSSLError(f"{self.name!r} has no held-out text (test_fraction=0?).")
-        return data_lib.to_dataset(
-            self.x_test, batch_size=min(batch_size, len(self.x_test)), shuffle=False,
-            drop_remainder=False,
-        )
 
     def __repr__(self) -> str:
         held_out = "None" if self.x_test is None else len(self.x_test)
@@ -354,8 +310,8 @@ def load(
             "(lower-casing, stripping punctuation); give a source with some prose."
         )
     texts_test, x_test = _vectorize_examples(vectorizer, test) if test else ([], None)
-    return TextData(texts_train, texts_test or None, x_train, x_test if texts_test else None,
-                    vectorizer, name=name)
+    return TextData(x_train, x_test=x_test if texts_test else None, name=name,
+                    texts_train=texts_train, texts_test=texts_test or None, vectorizer=vectorizer)
 
 
 def _vectorize_examples(vectorizer, texts):
@@ -383,7 +339,7 @@ def is_text_source(source) -> bool:
         return path.suffix.lower() == ".txt"
     if path.is_dir():
         suffixes = {p.suffix.lower() for p in path.rglob("*") if p.is_file()}
-        return ".txt" in suffixes and not suffixes & set(data_lib.IMAGE_EXTENSIONS)
+        return ".txt" in suffixes and not suffixes & set(IMAGE_EXTENSIONS)
     return False
 
 
@@ -447,7 +403,7 @@ def _read_source(source, *, data_dir, download, test_fraction, max_examples):
                 + f". {TEXT_SOURCES_HELP}"
             )
         return path.name, [_read_text_file(path)], None
-    if data_lib._TFDS_NAME.fullmatch(text):
+    if TFDS_NAME.fullmatch(text):
         return _read_tfds(text, data_dir=data_dir, download=download,
                           test_fraction=test_fraction, max_examples=max_examples)
     raise KerasSSLError(f"No such file or folder: {text!r}. {TEXT_SOURCES_HELP}")
@@ -456,7 +412,7 @@ def _read_source(source, *, data_dir, download, test_fraction, max_examples):
 def _read_tfds(name, *, data_dir, download, test_fraction, max_examples):
     import tensorflow_datasets as tfds
 
-    builder = data_lib._prepared_tfds_builder(
+    builder = prepared_builder(
         name, data_dir=data_dir, download=download, sources_help=TEXT_SOURCES_HELP
     )
     features = builder.info.features

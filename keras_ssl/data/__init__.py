@@ -1,0 +1,143 @@
+"""Data sources -> NumPy arrays -> batched, shuffled, prefetched `tf.data` pipelines.
+
+`load(source)` is the one entry point. It turns any accepted source into an `SSLData`: uint8 images
+`[N, H, W, C]` (C in {1, 3}) or float32 vectors `[N, F]`, optional int64 labels, and a labelled
+held-out split for evaluation. `SSLData.train_dataset(batch_size)` is what `Method.fit` consumes.
+
+Accepted sources:
+
+- `"digits"`: scikit-learn's bundled 8x8 digits (offline), upsampled to 32x32x1.
+- `"digits_vectors"`: the same digits as 64-dim float32 feature vectors in [0, 1] (offline).
+- a `.npz` file with `x` (and optional `y`, `x_test`, `y_test`), or a `.npy` file holding `x`.
+- NumPy arrays: `load(x)`, `load((x, y))` or `load({"x": x, "y": y, "x_test": ..., "y_test": ...})`.
+- a folder of class sub-folders of png/jpg/jpeg/bmp/gif images (`root/<class>/<file>`), or a flat
+  folder of images (no labels).
+- a folder of MNIST-style idx files (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
+  and optionally the `t10k-*` pair, used as the held-out split).
+- a tensorflow-datasets name (`"cifar10"`, `"stl10"`, `"fashion_mnist"`, ...) already prepared in
+  `data_dir`; nothing is downloaded unless `download=True`.
+
+>>> from keras_ssl import data
+>>> d = data.load("digits")
+>>> d.x_train.shape, d.x_train.dtype, d.x_test.shape
+((1437, 32, 32, 1), dtype('uint8'), (360, 32, 32, 1))
+>>> images = next(iter(d.train_dataset(256)))
+>>> tuple(images.shape)
+(256, 32, 32, 1)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from keras_ssl.data import text
+from keras_ssl.data.arrays import (
+    as_array_dict,
+    load_arrays,
+    load_digits,
+    load_digits_vectors,
+    read_npz,
+)
+from keras_ssl.data.base import IMAGE_EXTENSIONS, SOURCES_HELP, SSLData, steps_per_epoch, to_dataset
+from keras_ssl.data.convert import check_image_size
+from keras_ssl.data.folder import load_image_folder
+from keras_ssl.data.idx import find_idx_files, load_idx_folder
+from keras_ssl.data.text import TextData
+from keras_ssl.data.tfds import TFDS_NAME, is_tfds_builder, load_tfds, tfds_base
+from keras_ssl.errors import KerasSSLError
+
+__all__ = ["IMAGE_EXTENSIONS", "SSLData", "TextData", "load", "load_text", "steps_per_epoch", "text",
+           "to_dataset"]
+
+load_text = text.load
+
+
+def load(
+    source="digits",
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    data_dir: str | os.PathLike | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    max_examples: int | None = None,
+    download: bool = False,
+) -> SSLData:
+    """Load a data source into an `SSLData` (see the module docstring for the accepted sources).
+
+    Args:
+        source: `"digits"`, a path (`.npz`/`.npy` file, image folder, idx folder), a
+            tensorflow-datasets name, or NumPy arrays (`x`, `(x, y)` or a dict like a `.npz`).
+        test_fraction: share of the labelled examples held out for evaluation when the source
+            has no held-out split of its own (stratified by label). 0 holds out nothing. Unlabelled
+            sources keep every example for training (`x_test` is None). A source's own split (a
+            .npz's `x_test`, idx `t10k-*`, tfds "test" or else "validation") is used as is.
+        seed: seeds the held-out split, the order of folder sources and `max_examples` subsets.
+        data_dir: tensorflow-datasets data directory (default: tfds' own, `~/tensorflow_datasets`
+            or `$TFDS_DATA_DIR`).
+        image_size: `S` or `(H, W)`: resize every image (bilinear). Needed for folders of mixed
+            sizes. The digits default is 32.
+        max_examples: keep at most this many training examples (a class-stratified random subset;
+            the first ones for tfds), for quick runs. A held-out split taken from the same source
+            shrinks in proportion.
+        download: for tfds names only: download and prepare the data set when it is not prepared
+            yet (needs internet). Off by default, because offline tfds retries for minutes.
+
+    Images come back as uint8 `[N, H, W, C]` with C in {1, 3}; vectors as float32 `[N, F]`;
+    labels as int64 class indices.
+    """
+    if (
+        isinstance(test_fraction, bool)
+        or not isinstance(test_fraction, (int, float))
+        or not (0 <= test_fraction < 1)
+    ):
+        raise KerasSSLError(
+            f"test_fraction must be a number in [0, 1) (e.g. 0.2), got {test_fraction!r}."
+        )
+    if max_examples is not None and (
+        isinstance(max_examples, bool)
+        or not isinstance(max_examples, (int, np.integer))
+        or max_examples < 1
+    ):
+        raise KerasSSLError(
+            f"max_examples must be a positive integer or None, got {max_examples!r}."
+        )
+    size = check_image_size(image_size)
+    opts = dict(
+        test_fraction=float(test_fraction),
+        seed=int(seed),
+        image_size=size,
+        max_examples=max_examples,
+    )
+
+    if isinstance(source, (np.ndarray, tuple, list, Mapping)):
+        return load_arrays(as_array_dict(source), name="arrays", **opts)
+    if not isinstance(source, (str, os.PathLike)):
+        raise KerasSSLError(
+            f"Cannot load a data source of type {type(source).__name__}. {SOURCES_HELP}"
+        )
+    text = os.fspath(source)
+    if not text.strip():
+        raise KerasSSLError(f"The data source is an empty string. {SOURCES_HELP}")
+    if text == "digits":
+        return load_digits(**opts)
+    if text == "digits_vectors":
+        return load_digits_vectors(**opts)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if find_idx_files(path)["x_train"] is not None:
+            return load_idx_folder(path, **opts)
+        return load_image_folder(path, **opts)
+    if path.exists():
+        suffix = path.suffix.lower()
+        if suffix in (".npz", ".npy"):
+            return load_arrays(read_npz(path), name=path.name, **opts)
+        raise KerasSSLError(
+            f"Don't know how to read {text!r} (a {suffix or 'suffix-less'} file). {SOURCES_HELP}"
+        )
+    if TFDS_NAME.fullmatch(text) and ("/" not in text or is_tfds_builder(tfds_base(text))):
+        return load_tfds(text, data_dir=data_dir, download=download, **opts)
+    raise KerasSSLError(f"No such file or folder: {text!r}. {SOURCES_HELP}")
