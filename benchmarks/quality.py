@@ -305,7 +305,7 @@ def build_encoder(input_shape, args) -> keras.Model:
     keras.utils.set_random_seed(args.seed)
     if args.encoder:
         return encoders.build(args.encoder, input_shape, width=args.width)
-    return encoders.for_input(input_shape)
+    return defaults.choose(input_shape).build_encoder(input_shape)
 
 
 def method_kwargs(preset: dict, input_shape, args) -> dict:

@@ -139,7 +139,7 @@ def build_method(name, args, seed=0):
     n = args.examples
     if name == "mlm":
         vocab, length = 5000, 64
-        encoder = encoders.build_text("transformer", vocab, length, width=64)
+        encoder = encoders.build("transformer", (length,), width=64, kind="text", vocab_size=vocab)
         x = rng.integers(3, vocab, (n, length)).astype("int32")
         return cls(encoder, vocab, seed=seed), x, None
     shape = (args.image_size, args.image_size, args.channels)

@@ -32,7 +32,8 @@ DATA_HELP = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    from keras_ssl.encoders import ENCODERS, TEXT_ENCODERS
+    from keras_ssl.encoders import ENCODERS, names
+    TEXT_ENCODERS = names("text")
     from keras_ssl.methods import METHODS
 
     parser = argparse.ArgumentParser(
@@ -409,8 +410,8 @@ def _pretrain_text(args, cls, preset) -> int:
     steps = data_lib.steps_per_epoch(len(data.x_train), args.batch_size)
     epochs = _default_text_epochs(steps) if args.epochs is None else args.epochs
     with _strategy_scope(args):  # variables of the model and the optimizer on every replica
-        encoder = encoders.build_text(args.encoder or "transformer", data.vocab_size,
-                                      data.sequence_length, width=args.width or TEXT_WIDTH)
+        encoder = encoders.build(args.encoder or "transformer", (data.sequence_length,), kind="text",
+                                      vocab_size=data.vocab_size, width=args.width or TEXT_WIDTH)
         model = cls(encoder, vocab_size=data.vocab_size, mask_token_id=data.mask_token_id,
                     first_token_id=data.first_token_id, vectorizer=data.vectorizer,
                     seed=args.seed, **preset)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from keras_ssl import defaults, encoders
+from keras_ssl import defaults
 
 
 @pytest.mark.parametrize("shape, encoder, width", [
@@ -12,7 +12,7 @@ def test_the_encoder_follows_the_input_shape(shape, encoder, width):
     chosen = defaults.choose(shape)
     assert (chosen.encoder, chosen.width) == (encoder, width)
     assert (defaults.BATCH_SIZE, defaults.LEARNING_RATE) == (256, 2e-3)
-    assert encoders.for_input(shape).name == encoder
+    assert defaults.choose(shape).build_encoder(shape).name == encoder
 
 
 def test_the_chosen_encoder_is_built_for_the_shape():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_ssl import encoders
+from keras_ssl import defaults, encoders
 from keras_ssl.errors import KerasSSLError
 
 
@@ -31,9 +31,9 @@ def test_convnet_and_mlp_produce_vectors():
 
 def test_build_by_name_and_default_for_input():
     assert encoders.build("resnet18", (32, 32, 3), width=8).name == "resnet18"
-    assert encoders.for_input((32, 32, 1)).name == "convnet"
-    assert encoders.for_input((96, 96, 3)).name == "resnet18"
-    assert encoders.for_input((20,)).name == "mlp"
+    assert defaults.choose((32, 32, 1)).build_encoder((32, 32, 1)).name == "convnet"
+    assert defaults.choose((96, 96, 3)).build_encoder((96, 96, 3)).name == "resnet18"
+    assert defaults.choose((20,)).build_encoder((20,)).name == "mlp"
 
 
 @pytest.mark.parametrize(

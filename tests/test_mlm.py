@@ -330,7 +330,7 @@ def test_fit_on_pydoc_beats_guessing_the_most_frequent_word():
     """Past the unigram guess (about 7.6% on pydoc): the encoder has learnt to use context."""
     keras.utils.set_random_seed(0)
     data = text.load("pydoc")
-    model = MaskedLanguageModel(encoders.build_text("transformer", data.vocab_size, 64, width=64),
+    model = MaskedLanguageModel(encoders.build("transformer", (64,), width=64, kind="text", vocab_size=data.vocab_size),
                                 data.vocab_size, seed=0)
     steps = len(data.x_train) // 32
     model.compile(optimizer=keras_ssl.training.default_optimizer(2e-3, 60 * steps))
@@ -400,7 +400,7 @@ def test_cli_mlm_on_a_text_file_reports_accuracy_and_exports(tmp_path, capsys):
     [
         (["--method", "simclr", "--data", "pydoc"], "holds text"),
         (["--method", "mlm", "--data", "digits"], "holds images, not text"),
-        (["--method", "mlm", "--data", "pydoc", "--encoder", "convnet"], "Unknown text encoder"),
+        (["--method", "mlm", "--data", "pydoc", "--encoder", "convnet"], "takes images, but the data are token ids"),
     ],
 )
 def test_cli_text_and_method_mismatch_is_one_clear_line(args, message, capsys):

@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 from keras.src.losses.loss import scale_loss_for_distribution
 
+from keras_ssl import encoders
 from keras_ssl.augment import to_float_images
 from keras_ssl.distribute import reducible_logs
 from keras_ssl.errors import KerasSSLError
@@ -314,9 +315,7 @@ class SelfSupervisedModel(keras.Model):
     # ----- export -----------------------------------------------------------------------------
     def serving_model(self) -> keras.Model:
         """A functional model from raw inputs (uint8 images / float vectors) to embeddings."""
-        from keras_ssl.export import serving_model
-
-        return serving_model(self.encoder)
+        return encoders.serving_model(self.encoder)
 
     # ----- serialization ----------------------------------------------------------------------
     def get_config(self):

@@ -1,0 +1,31 @@
+"""Backbones: functional Keras models from float32 images in [0, 1] (or vectors) to pooled features.
+
+Any `keras.Model` that maps a batch of inputs to a batch of vectors works as an encoder; these are the
+ones keras-ssl builds for you:
+
+- `ResNet(depth=18 | 34 | 50, input_shape, small_images=...)`: He et al. 2016. With
+  `small_images=True` the stem is one 3x3 stride-1 convolution without max-pool, as SimCLR, lightly
+  and solo-learn use for 32 px CIFAR-10; otherwise the ImageNet stem (7x7 stride 2 + max-pool).
+- `ConvNet(input_shape, width=...)`: a small VGG-style network for quick runs on a CPU.
+- `MLP(input_dim, hidden=...)`: for feature vectors (tabular rows, sensor readings).
+- `TransformerEncoder(vocab_size, sequence_length, ...)`, `LSTMEncoder(vocab_size, ...)`: token ids
+  `[N, L]` to per-position features `[N, L, D]`, for the masked language model;
+  `MaskedMeanPooling` averages them over the non-padding tokens.
+- `build(name, input_shape, width)`: any registered encoder by name (`ENCODERS`).
+"""
+
+from keras_ssl.encoders.convnets import ConvNet, ResNet
+from keras_ssl.encoders.mlp import MLP
+from keras_ssl.encoders.raw_inputs import ImagesToFloat, serving_model
+from keras_ssl.encoders.registry import ENCODERS, INPUT_RANKS, build, names, register_encoder
+from keras_ssl.encoders.text import (
+    LSTMEncoder,
+    MaskedMeanPooling,
+    PaddingMask,
+    PositionEmbedding,
+    TransformerEncoder,
+)
+
+__all__ = ["ENCODERS", "INPUT_RANKS", "ConvNet", "ImagesToFloat", "LSTMEncoder", "MLP", "MaskedMeanPooling",
+           "PaddingMask", "PositionEmbedding", "ResNet", "TransformerEncoder", "build", "names",
+           "register_encoder", "serving_model"]
