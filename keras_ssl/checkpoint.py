@@ -38,7 +38,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -49,90 +48,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ssl.data import steps_per_epoch
+from keras_ssl.data import Position, resumable_dataset, steps_per_epoch
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.guards import StopOnNonFiniteLoss
 
-__all__ = [
-    "Position",
-    "TrainingCheckpoint",
-    "fit_resumable",
-    "resumable_dataset",
-]
+__all__ = ["TrainingCheckpoint", "fit_resumable"]
 
 RUN_FILE = "run.json"
 _CHECKPOINT_NAME = "ckpt"
-
-
-@dataclasses.dataclass(frozen=True)
-class Position:
-    """Where a run stands: `step` steps of epoch `epoch` (both 0-based) are done."""
-
-    epoch: int = 0
-    step: int = 0
-
-    def describe(self, epochs: int | None = None, steps: int | None = None) -> str:
-        of_epochs = f" of {epochs}" if epochs else ""
-        of_steps = f" of {steps}" if steps else ""
-        return f"epoch {self.epoch + 1}{of_epochs}, after step {self.step}{of_steps}"
-
-
-# ----- data --------------------------------------------------------------------------------------
-def resumable_dataset(x, y=None, *, batch_size: int, epochs: int, seed: int = 0,
-                      start: Position = Position()) -> tf.data.Dataset:
-    """Shuffled training batches of epochs `start.epoch` .. `epochs - 1` as one stream.
-
-    Epoch `e` visits the examples in the order of a permutation drawn from the stateless seed
-    `(seed, e)` (the trailing partial batch dropped), so the same epoch always has the same batches,
-    whatever the process did before; the stream starts at batch `start.step` of `start.epoch`.
-    Train on it with `model.fit(ds, epochs=epochs, steps_per_epoch=steps_per_epoch(len(x),
-    batch_size), initial_epoch=start.epoch)`, or let `fit_resumable` do it.
-
-    Yields batches of `x` (uint8 images stay uint8), or `(x, y)` pairs when `y` is given, with the
-    static batch size XLA needs.
-
-    >>> x = np.arange(10)[:, None]
-    >>> ds = resumable_dataset(x, batch_size=4, epochs=2, seed=0, start=Position(0, 1))
-    >>> [tuple(int(v) for v in b[:, 0]) for b in ds.as_numpy_iterator()]  # epoch 0 from step 1
-    [(6, 8, 2, 3), (9, 0, 2, 6), (3, 4, 1, 5)]
-    """
-    x = np.asarray(x)
-    if x.ndim == 0 or len(x) == 0:
-        raise KerasSSLError("The training data is empty: there is nothing to learn from.")
-    n = len(x)
-    if y is not None:
-        y = np.asarray(y)
-        if len(y) != n:
-            raise KerasSSLError(f"{len(y)} labels for {n} examples; give one label per example.")
-    steps = steps_per_epoch(n, batch_size)
-    if not 0 <= start.step < steps or start.epoch < 0:
-        raise KerasSSLError(f"Cannot start at {start}: an epoch has steps 0..{steps - 1}.")
-    # Host memory: tf.data runs on the CPU (an eager tensor would be placed on a GPU and copied
-    # back for every batch).
-    with tf.device("/CPU:0"):
-        xs = tf.convert_to_tensor(x)
-        ys = None if y is None else tf.convert_to_tensor(y)
-    seed = tf.constant(int(seed), tf.int64)
-
-    def epoch_batches(epoch):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype=tf.int64), seed=tf.stack([seed, epoch]), alg="philox"
-        )
-        return tf.data.Dataset.from_tensor_slices(
-            tf.reshape(order[: steps * batch_size], [steps, batch_size])
-        )
-
-    remaining = max(int(epochs) - start.epoch, 0) * steps - (start.step if epochs > start.epoch
-                                                             else 0)
-    ds = tf.data.Dataset.range(start.epoch, max(int(epochs), start.epoch)).flat_map(epoch_batches)
-    # flat_map hides the length; Keras needs it to know where the stream ends.
-    ds = ds.skip(start.step).apply(tf.data.experimental.assert_cardinality(max(remaining, 0)))
-    if ys is None:
-        ds = ds.map(lambda i: tf.gather(xs, i), num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        ds = ds.map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 # ----- the callback -----------------------------------------------------------------------------
@@ -399,6 +322,7 @@ def _first_line(err) -> str:
 
 # ----- the one-call API ---------------------------------------------------------------------------
 def fit_resumable(model: keras.Model, x, y=None, *, batch_size: int, epochs: int, seed: int = 0,
+                  labels: bool = False,
                   checkpoint_dir=None, save_every_steps: int | None = None, callbacks=None,
                   verbose="auto", validation_data=None) -> keras.callbacks.History:
     """`model.fit` on shuffled batches of `x` (and `y`) that resumes where a killed run stopped.
@@ -412,7 +336,10 @@ def fit_resumable(model: keras.Model, x, y=None, *, batch_size: int, epochs: int
 
     Args:
         model: a compiled model (e.g. a `keras_ssl` method).
-        x: training examples (uint8 images, float vectors, token ids); `y`: optional labels.
+        x: training examples (uint8 images, float vectors, token ids), or a data container
+            (`keras_ssl.data.SSLData` or a streamed source) that makes the resumable batches
+            itself; `y`: optional labels for arrays.
+        labels: with a data container, train on `(inputs, labels)` batches.
         batch_size, epochs, seed: batches per step, epochs in total, seed of the epochs' orders.
         checkpoint_dir: folder of the checkpoints, or None.
         save_every_steps: save every this many steps too (None: at epoch ends only).
@@ -422,7 +349,10 @@ def fit_resumable(model: keras.Model, x, y=None, *, batch_size: int, epochs: int
     Returns:
         The `History` of this call (the epochs it ran).
     """
-    steps = steps_per_epoch(len(x), batch_size)
+    source = x if hasattr(x, "resumable_dataset") else None
+    if source is not None and y is not None:
+        raise KerasSSLError("Pass labels through the data container (labels=True), not as y.")
+    steps = steps_per_epoch(source.num_train if source else len(x), batch_size)
     checkpoint = None
     start = Position()
     own = []
@@ -440,8 +370,12 @@ def fit_resumable(model: keras.Model, x, y=None, *, batch_size: int, epochs: int
         # Nothing left to train: fit still builds the model from one batch and restores the
         # checkpoint (on_train_begin), then runs no epoch.
         start = Position(max(epochs - 1, 0), 0)
-    dataset = resumable_dataset(x, y, batch_size=batch_size, epochs=max(epochs, 1), seed=seed,
-                                start=start)
+    if source is not None:
+        dataset = source.resumable_dataset(batch_size, epochs=max(epochs, 1), seed=seed,
+                                           start=start, labels=labels)
+    else:
+        dataset = resumable_dataset(x, y, batch_size=batch_size, epochs=max(epochs, 1),
+                                    seed=seed, start=start)
     return model.fit(
         dataset, epochs=epochs, steps_per_epoch=steps, initial_epoch=initial_epoch,
         callbacks=[*own, *(callbacks or [])], verbose=verbose, validation_data=validation_data,

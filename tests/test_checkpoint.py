@@ -23,7 +23,8 @@ import tensorflow as tf
 
 import keras_ssl
 from keras_ssl import encoders, training
-from keras_ssl.checkpoint import Position, TrainingCheckpoint, fit_resumable, resumable_dataset
+from keras_ssl.checkpoint import TrainingCheckpoint, fit_resumable
+from keras_ssl.data import Position, resumable_dataset
 from keras_ssl.errors import KerasSSLError
 
 REPO = Path(__file__).resolve().parents[1]

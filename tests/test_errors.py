@@ -139,7 +139,7 @@ CASES = [
          cli=["--batch-size", "1"], cli_match="--batch-size 1 is too small",
          also="test_cli.py::test_bad_arguments_get_one_line_and_exit_2"),
     Case("batch-larger-than-data", "batch larger than the data", "so an epoch would hold no full batch",
-         api=lambda ws: checkpoint.resumable_dataset(_images(4), batch_size=8, epochs=1),
+         api=lambda ws: data.resumable_dataset(_images(4), batch_size=8, epochs=1),
          cli=["--data", "{ws}/unlabelled.npz", "--batch-size", "64"]),
     Case("empty", "empty data", "is empty",
          api=lambda ws: data.load(ws / "empty.npz"), cli=["--data", "{ws}/empty.npz"],

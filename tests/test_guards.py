@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_ssl.checkpoint import Position, fit_resumable, resumable_dataset
+from keras_ssl.checkpoint import fit_resumable
 from keras_ssl.cli import main
+from keras_ssl.data import Position, resumable_dataset
 from keras_ssl.guards import NonFiniteLossError, StopOnNonFiniteLoss
 
 

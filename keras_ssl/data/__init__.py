@@ -42,7 +42,15 @@ from keras_ssl.data.arrays import (
     load_digits_vectors,
     read_npz,
 )
-from keras_ssl.data.base import IMAGE_EXTENSIONS, SOURCES_HELP, SSLData, steps_per_epoch, to_dataset
+from keras_ssl.data.base import (
+    IMAGE_EXTENSIONS,
+    SOURCES_HELP,
+    Position,
+    SSLData,
+    resumable_dataset,
+    steps_per_epoch,
+    to_dataset,
+)
 from keras_ssl.data.convert import check_image_size
 from keras_ssl.data.folder import load_image_folder
 from keras_ssl.data.idx import find_idx_files, load_idx_folder
@@ -50,7 +58,7 @@ from keras_ssl.data.text import TextData
 from keras_ssl.data.tfds import TFDS_NAME, is_tfds_builder, load_tfds, tfds_base
 from keras_ssl.errors import KerasSSLError
 
-__all__ = ["IMAGE_EXTENSIONS", "SSLData", "TextData", "load", "load_text", "steps_per_epoch", "text",
+__all__ = ["IMAGE_EXTENSIONS", "Position", "SSLData", "resumable_dataset", "TextData", "load", "load_text", "steps_per_epoch", "text",
            "to_dataset"]
 
 load_text = text.load

@@ -134,6 +134,21 @@ class SSLData:
             repeat=repeat,
         )
 
+    @property
+    def num_train(self) -> int:
+        """The number of training examples."""
+        return len(self.x_train)
+
+    def resumable_dataset(self, batch_size: int, *, epochs: int, seed: int = 0,
+                          start: Position | None = None, labels: bool = False) -> tf.data.Dataset:
+        """The training batches of epochs `start.epoch` .. `epochs - 1` as one stream whose order
+        depends only on `(seed, epoch)` (see `resumable_dataset`): what `fit_resumable` trains on."""
+        if labels and self.y_train is None:
+            raise KerasSSLError(f"{self.name!r} has no labels, but labels=True was asked for.")
+        return resumable_dataset(self.x_train, self.y_train if labels else None,
+                                 batch_size=batch_size, epochs=epochs, seed=seed,
+                                 start=start or Position())
+
     def test_dataset(self, batch_size: int = 256) -> tf.data.Dataset:
         """The held-out examples in order, all of them (the last batch may be smaller)."""
         if self.x_test is None:
@@ -220,3 +235,74 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
             f"epoch would hold no full batch. Use batch_size <= {num_examples} or more data."
         )
     return steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """Where a run stands: `step` steps of epoch `epoch` (both 0-based) are done."""
+
+    epoch: int = 0
+    step: int = 0
+
+    def describe(self, epochs: int | None = None, steps: int | None = None) -> str:
+        of_epochs = f" of {epochs}" if epochs else ""
+        of_steps = f" of {steps}" if steps else ""
+        return f"epoch {self.epoch + 1}{of_epochs}, after step {self.step}{of_steps}"
+
+
+# ----- data --------------------------------------------------------------------------------------
+def resumable_dataset(x, y=None, *, batch_size: int, epochs: int, seed: int = 0,
+                      start: Position = Position()) -> tf.data.Dataset:
+    """Shuffled training batches of epochs `start.epoch` .. `epochs - 1` as one stream.
+
+    Epoch `e` visits the examples in the order of a permutation drawn from the stateless seed
+    `(seed, e)` (the trailing partial batch dropped), so the same epoch always has the same batches,
+    whatever the process did before; the stream starts at batch `start.step` of `start.epoch`.
+    Train on it with `model.fit(ds, epochs=epochs, steps_per_epoch=steps_per_epoch(len(x),
+    batch_size), initial_epoch=start.epoch)`, or let `fit_resumable` do it.
+
+    Yields batches of `x` (uint8 images stay uint8), or `(x, y)` pairs when `y` is given, with the
+    static batch size XLA needs.
+
+    >>> x = np.arange(10)[:, None]
+    >>> ds = resumable_dataset(x, batch_size=4, epochs=2, seed=0, start=Position(0, 1))
+    >>> [tuple(int(v) for v in b[:, 0]) for b in ds.as_numpy_iterator()]  # epoch 0 from step 1
+    [(6, 8, 2, 3), (9, 0, 2, 6), (3, 4, 1, 5)]
+    """
+    x = np.asarray(x)
+    if x.ndim == 0 or len(x) == 0:
+        raise KerasSSLError("The training data is empty: there is nothing to learn from.")
+    n = len(x)
+    if y is not None:
+        y = np.asarray(y)
+        if len(y) != n:
+            raise KerasSSLError(f"{len(y)} labels for {n} examples; give one label per example.")
+    steps = steps_per_epoch(n, batch_size)
+    if not 0 <= start.step < steps or start.epoch < 0:
+        raise KerasSSLError(f"Cannot start at {start}: an epoch has steps 0..{steps - 1}.")
+    # Host memory: tf.data runs on the CPU (an eager tensor would be placed on a GPU and copied
+    # back for every batch).
+    with tf.device("/CPU:0"):
+        xs = tf.convert_to_tensor(x)
+        ys = None if y is None else tf.convert_to_tensor(y)
+    seed = tf.constant(int(seed), tf.int64)
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([seed, epoch]), alg="philox"
+        )
+        return tf.data.Dataset.from_tensor_slices(
+            tf.reshape(order[: steps * batch_size], [steps, batch_size])
+        )
+
+    remaining = max(int(epochs) - start.epoch, 0) * steps - (start.step if epochs > start.epoch
+                                                             else 0)
+    ds = tf.data.Dataset.range(start.epoch, max(int(epochs), start.epoch)).flat_map(epoch_batches)
+    # flat_map hides the length; Keras needs it to know where the stream ends.
+    ds = ds.skip(start.step).apply(tf.data.experimental.assert_cardinality(max(remaining, 0)))
+    if ys is None:
+        ds = ds.map(lambda i: tf.gather(xs, i), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
