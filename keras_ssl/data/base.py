@@ -149,6 +149,15 @@ class SSLData:
                                  batch_size=batch_size, epochs=epochs, seed=seed,
                                  start=start or Position())
 
+    def evaluation_arrays(self, max_examples: int, seed: int = 0):
+        """`(x_bank, y_bank, x_test, y_test)`: at most `max_examples` labelled training examples
+        (the kNN bank and the probe's training set) and the held-out split, as arrays; None when
+        the data have no labelled held-out split. `seed` is for sources that sample."""
+        if self.y_train is None or self.x_test is None or self.y_test is None:
+            return None
+        n = min(int(max_examples), len(self.x_train))
+        return self.x_train[:n], self.y_train[:n], self.x_test, self.y_test
+
     def test_dataset(self, batch_size: int = 256) -> tf.data.Dataset:
         """The held-out examples in order, all of them (the last batch may be smaller)."""
         if self.x_test is None:
