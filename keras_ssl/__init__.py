@@ -76,3 +76,8 @@ __all__ = [
     "training",
     "__version__",
 ]
+
+# Methods without negatives, and NNCLR.
+from keras_ssl.methods import BYOL, NNCLR, BarlowTwins, SimSiam, VICReg  # noqa: E402
+
+__all__ += ["BYOL", "NNCLR", "BarlowTwins", "SimSiam", "VICReg"]

@@ -47,3 +47,18 @@ __all__ = [
     "supcon",
     "triplet_loss",
 ]
+
+# Losses without negatives (BYOL, SimSiam, Barlow Twins, VICReg, DINO) and NNCLR's.
+from keras_ssl.losses import noncontrastive  # noqa: E402
+from keras_ssl.losses.contrastive import nearest_neighbour, nnclr  # noqa: E402
+from keras_ssl.losses.noncontrastive import (  # noqa: E402
+    barlow_twins,
+    byol,
+    dino,
+    dino_center,
+    simsiam,
+    vicreg,
+)
+
+__all__ += ["barlow_twins", "byol", "dino", "dino_center", "nearest_neighbour", "nnclr",
+            "noncontrastive", "simsiam", "vicreg"]

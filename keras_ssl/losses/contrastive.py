@@ -178,3 +178,62 @@ def supcon(z1, z2, labels, temperature=0.1):
     )
     valid = tf.cast(num_positives > 0, tf.float32)
     return -tf.math.divide_no_nan(tf.reduce_sum(valid * mean_log_prob), tf.reduce_sum(valid))
+
+
+def nearest_neighbour(z, support):
+    """For each row of `z`, the row of `support` with the largest cosine similarity (no gradient).
+
+    Args:
+        z: `[N, D]` embeddings.
+        support: `[K, D]` support set (NNCLR's queue), its rows L2-normalised or not.
+
+    Returns:
+        `[N, D]` L2-normalised rows of `support`.
+    """
+    z, support = as_embeddings(z, "z"), as_embeddings(support, "support")
+    if not z.shape[-1:].is_compatible_with(support.shape[-1:]):
+        raise KerasSSLError(
+            f"support rows must have the size of the embeddings ({z.shape[-1]}), got support "
+            f"shape {support.shape}."
+        )
+    support = tf.stop_gradient(normalize(support))
+    index = tf.argmax(tf.matmul(normalize(z), support, transpose_b=True), axis=-1,
+                      output_type=tf.int32)
+    return tf.gather(support, index)
+
+
+def nnclr(neighbours, predictions, temperature=0.1, return_accuracy: bool = False):
+    r"""NNCLR's loss for one direction (Dwibedi et al., "With a Little Help from My Friends",
+    ICCV 2021, eq. 3 and Algorithm 1).
+
+    With NN(z_i) the nearest neighbour of view 1's projection in the support set and p_k the
+    predictions of view 2 (both L2-normalised):
+
+        L = -1/N sum_i log( exp(NN(z_i) . p_i / t) / sum_k exp(NN(z_i) . p_k / t) )
+
+    Only the predictions get gradients (the neighbours come from the support set). Under
+    `tf.distribute` the other replicas' predictions are gathered, so k runs over the global batch;
+    the value returned is the mean over this replica's anchors. NNCLR averages this over both
+    directions: `(nnclr(nn1, p2) + nnclr(nn2, p1)) / 2`.
+
+    Args:
+        neighbours: `[N, D]` nearest neighbours of one view's projections.
+        predictions: `[N, D]` predictor outputs of the other view.
+        temperature: t > 0 (0.1 in the paper).
+        return_accuracy: also return the fraction of anchors whose largest logit is the positive.
+
+    Returns:
+        The scalar float32 loss, or `(loss, accuracy)` when `return_accuracy`.
+    """
+    check_temperature(temperature)
+    neighbours = tf.stop_gradient(normalize(as_embeddings(neighbours, "neighbours")))
+    predictions = normalize(as_embeddings(predictions, "predictions"))
+    check_same_shape(neighbours, predictions, "neighbours and predictions")
+    (predictions_all,), offset = gather(cross_replica_context(), [predictions])
+    logits = tf.matmul(neighbours, predictions_all, transpose_b=True) / tf.cast(temperature,
+                                                                                 tf.float32)
+    labels = offset + tf.range(tf.shape(neighbours)[0])
+    loss = safe_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    if return_accuracy:
+        return loss, accuracy(logits, labels)
+    return loss

@@ -28,3 +28,12 @@ __all__ = [
     "get_method",
     "register_method",
 ]
+
+# Methods without negatives, and NNCLR.
+from keras_ssl.methods.barlow_twins import BarlowTwins  # noqa: E402
+from keras_ssl.methods.byol import BYOL  # noqa: E402
+from keras_ssl.methods.nnclr import NNCLR  # noqa: E402
+from keras_ssl.methods.simsiam import SimSiam  # noqa: E402
+from keras_ssl.methods.vicreg import VICReg  # noqa: E402
+
+__all__ += ["BYOL", "NNCLR", "BarlowTwins", "SimSiam", "VICReg"]
