@@ -43,3 +43,20 @@ __all__ = [
     "vectors",
     "weak",
 ]
+
+# Time series [N, T, F]: per-series layers and the `series` recipe.
+from keras_ssl.augment.series import (  # noqa: E402
+    ChannelMask,
+    Jitter,
+    MagnitudeWarp,
+    Scaling,
+    SegmentPermutation,
+    SeriesAugmentation,
+    TimeWarp,
+    WindowCrop,
+    series,
+    validate_series,
+)
+
+__all__ += ["ChannelMask", "Jitter", "MagnitudeWarp", "Scaling", "SegmentPermutation",
+            "SeriesAugmentation", "TimeWarp", "WindowCrop", "series", "validate_series"]

@@ -29,3 +29,8 @@ from keras_ssl.encoders.text import (
 __all__ = ["ENCODERS", "INPUT_RANKS", "ConvNet", "ImagesToFloat", "LSTMEncoder", "MLP", "MaskedMeanPooling",
            "PaddingMask", "PositionEmbedding", "ResNet", "TransformerEncoder", "build", "names",
            "register_encoder", "serving_model"]
+
+# Time series [N, T, F] -> [N, D]: registers resnet1d and series_transformer.
+from keras_ssl.encoders.series import ResNet1D, SeriesTransformer  # noqa: E402
+
+__all__ += ["ResNet1D", "SeriesTransformer"]

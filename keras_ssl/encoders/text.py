@@ -100,12 +100,15 @@ def TransformerEncoder(
     ff_dim: int = 256,
     dropout: float = 0.1,
     name: str = "transformer",
+    causal: bool = False,
 ) -> keras.Model:
     """A Transformer encoder (Vaswani et al. 2017) from token ids `[N, L]` to features `[N, L, D]`.
 
     Token and learned position embeddings, then `num_layers` pre-norm blocks (self-attention and a
     GELU feed-forward layer, each in a residual branch; Xiong et al. 2020: stable without a long
     warm-up on small data) and a final layer norm. Padding (id 0) is masked out of attention.
+    With `causal=True` each position attends only to itself and earlier positions (a GPT-style
+    language model's encoder, for `NextTokenModel`).
 
     Example:
     >>> TransformerEncoder(1000, 32, embed_dim=32, num_heads=2, num_layers=1, ff_dim=64).output_shape
@@ -128,7 +131,7 @@ def TransformerEncoder(
         h = layers.LayerNormalization(epsilon=1e-6, name=f"{block}_attention_norm")(x)
         h = layers.MultiHeadAttention(
             num_heads, key_dim=embed_dim // num_heads, dropout=dropout, name=f"{block}_attention"
-        )(h, h, attention_mask=attention_mask)
+        )(h, h, attention_mask=attention_mask, use_causal_mask=bool(causal))
         x = layers.Add(name=f"{block}_attention_add")(
             [x, layers.Dropout(dropout, name=f"{block}_attention_dropout")(h)]
         )

@@ -37,3 +37,11 @@ from keras_ssl.methods.simsiam import SimSiam  # noqa: E402
 from keras_ssl.methods.vicreg import VICReg  # noqa: E402
 
 __all__ += ["BYOL", "NNCLR", "BarlowTwins", "SimSiam", "VICReg"]
+
+# Autoregressive text and time-series methods.
+from keras_ssl.methods.next_token import NextTokenModel  # noqa: E402
+
+__all__ += ["NextTokenModel"]
+from keras_ssl.methods.series import Forecast, MaskedSteps, SegmentOrder  # noqa: E402
+
+__all__ += ["Forecast", "MaskedSteps", "SegmentOrder"]

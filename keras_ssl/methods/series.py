@@ -1,0 +1,372 @@
+"""Pretext methods on time series `[N, T, F]`: masked steps, forecasting, segment order.
+
+Each one trains a series encoder (`encoders.ResNet1D`, `encoders.SeriesTransformer`, or any
+`keras.Model` from `[N, T, F]` to `[N, D]`) through a small head that is dropped at export:
+
+| name | class | task |
+| --- | --- | --- |
+| `masked_steps` | `MaskedSteps` | rebuild spans of hidden steps (zeroed) from the rest (as TST, Zerveas et al. 2021) |
+| `forecast` | `Forecast` | see a series up to a random step, predict the next `horizon` steps |
+| `segment_order` | `SegmentOrder` | which permutation shuffled the series' `segments` segments |
+
+Contrastive learning on series is `SimCLR(encoder, augmenter=augment.series())`.
+The corruptions are drawn per series in the graph from stateless seeds (XLA compiles them; under
+`tf.distribute` each replica draws its own). The exported SavedModel maps `series` (float32
+`[None, T, F]`) to `embeddings`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from keras_ssl import losses
+from keras_ssl.encoders.series import is_series_encoder, serving_model
+from keras_ssl.errors import KerasSSLError
+from keras_ssl.methods.base import SelfSupervisedModel
+from keras_ssl.methods.registry import register_method
+from keras_ssl.pretext._common import batch_size, seed_tensor, uniform_int
+
+__all__ = ["Forecast", "MaskedSteps", "SegmentOrder", "SeriesMethod", "forecast_mask",
+           "permute_segments", "series_decoder", "step_mask"]
+
+
+# ----- pretext label makers ---------------------------------------------------------------------
+def step_mask(shape, mask_ratio: float, span: int, seed=None) -> tf.Tensor:
+    """float32 `[N, T]`: 1.0 on `round(mask_ratio * ceil(T / span))` spans of `span` steps
+    chosen at random in each series (exactly that many per series), 0.0 elsewhere.
+
+    >>> m = step_mask((4, 20), 0.5, 2, seed=0).numpy()
+    >>> m.shape, m.sum(axis=1).tolist()
+    ((4, 20), [10.0, 10.0, 10.0, 10.0])
+    """
+    n, steps = shape[0], int(shape[1])
+    spans = math.ceil(steps / span)
+    count = min(spans - 1, max(1, round(mask_ratio * spans))) if spans > 1 else 1
+    scores = uniform_int([n, spans], seed_tensor(seed), 0, 2**31 - 1)
+    chosen = tf.math.top_k(scores, k=count, sorted=False).indices
+    span_mask = tf.reduce_max(tf.one_hot(chosen, spans, dtype=tf.float32), axis=1)  # [N, spans]
+    return tf.repeat(span_mask, span, axis=1)[:, :steps]
+
+
+def forecast_mask(shape, horizon: int, min_context: int, seed=None):
+    """`(visible, target)` float32 `[N, T]`: each series is seen up to a random step c in
+    [min_context, T - horizon] (visible 1.0 before c) and predicts steps c .. c + horizon - 1
+    (target 1.0 there).
+
+    >>> visible, target = forecast_mask((3, 10), 2, 4, seed=0)
+    >>> (visible.numpy().sum(1) >= 4).all(), target.numpy().sum(1).tolist()
+    (np.True_, [2.0, 2.0, 2.0])
+    """
+    n, steps = shape[0], int(shape[1])
+    cut = uniform_int([n, 1], seed_tensor(seed), min_context, steps - horizon + 1)
+    t = tf.range(steps)[None]
+    visible = tf.cast(t < cut, tf.float32)
+    target = tf.cast((t >= cut) & (t < cut + horizon), tf.float32)
+    return visible, target
+
+
+def permute_segments(x, permutations, seed=None):
+    """`(shuffled, labels)`: each series cut into K equal segments (the last steps, T mod K of
+    them, stay in place) reordered by permutation `labels[i]` of `permutations` `[P, K]`.
+
+    >>> x = np.arange(6, dtype="float32").reshape(1, 6, 1)
+    >>> shuffled, label = permute_segments(x, np.array([[2, 0, 1]]), seed=0)
+    >>> shuffled[0, :, 0].numpy().tolist(), label.numpy().tolist()
+    ([4.0, 5.0, 0.0, 1.0, 2.0, 3.0], [0])
+    """
+    x = tf.convert_to_tensor(x)
+    permutations = np.asarray(permutations, np.int32)
+    count, segments = permutations.shape
+    steps = x.shape[1]
+    size = steps // segments
+    n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+    labels = uniform_int([n], seed_tensor(seed), 0, count)
+    order = tf.gather(tf.constant(permutations), labels)  # [N, K]: segment at each slot
+    t = tf.range(segments * size)
+    slot, offset = t // size, t % size
+    source = tf.gather(order, slot, axis=1) * size + offset[None]  # [N, K * size]
+    tail = tf.broadcast_to(tf.range(segments * size, steps)[None], [n, steps - segments * size])
+    source = tf.concat([source, tail], axis=1)
+    return tf.gather(x, source, batch_dims=1), labels
+
+
+def series_decoder(feature_dim: int, output_shape, hidden_dim: int = 256,
+                   name: str = "series_decoder") -> keras.Model:
+    """An MLP from `[N, D]` features to series `[N, T, F]` (linear output: series are unbounded)."""
+    steps, channels = (int(d) for d in output_shape)
+    inputs = keras.Input((int(feature_dim),), name="features")
+    x = layers.Dense(hidden_dim, activation="gelu", name="dense1")(inputs)
+    x = layers.Dense(steps * channels, name="steps")(x)
+    return keras.Model(inputs, layers.Reshape((steps, channels), name="series")(x), name=name)
+
+
+# ----- the shared base ----------------------------------------------------------------------------
+class SeriesMethod(SelfSupervisedModel):
+    """What the series methods share: series input checks, float32 inputs, the `series` export."""
+
+    input_kinds = ("series",)
+
+    def __init__(self, encoder, augmenter=None, seed=None, **kwargs):
+        super().__init__(encoder, augmenter, seed=seed, **kwargs)
+        if not is_series_encoder(encoder):
+            raise KerasSSLError(
+                f"{type(self).__name__} takes a series encoder (float [N, T, F] -> [N, D]), but "
+                f"its input shape is {encoder.input_shape}. Use encoders.ResNet1D or "
+                "encoders.SeriesTransformer (--encoder resnet1d or series_transformer)."
+            )
+        if any(d is None for d in encoder.input_shape[1:]):
+            raise KerasSSLError(
+                f"{type(self).__name__} needs an encoder of a fixed input shape (T, F), got "
+                f"{encoder.input_shape[1:]}."
+            )
+        self.steps, self.channels = (int(d) for d in encoder.input_shape[1:])
+
+    @property
+    def input_kind(self) -> str:
+        return "series"
+
+    def preprocess(self, inputs):
+        return tf.cast(inputs, "float32")
+
+    def check_inputs(self, inputs, labels) -> None:
+        name = type(self).__name__
+        shape, dtype = inputs.shape, tf.as_dtype(inputs.dtype)
+        if not (dtype.is_floating or dtype.is_integer):
+            raise KerasSSLError(f"{name} takes float series [N, T, F], got dtype {dtype.name}.")
+        if shape.rank == 2 and self.channels == 1:
+            raise KerasSSLError(
+                f"{name} takes series [N, T, F], got [N, T] = {shape}: add the channel axis "
+                "(x[..., None]), as keras_ssl.data.series.load does."
+            )
+        if shape.rank != 3:
+            raise KerasSSLError(
+                f"{name} takes batches of series [N, T, F], got shape {shape}. Load series with "
+                "keras_ssl.data.series.load."
+            )
+        if shape[2] is not None and shape[2] != self.channels:
+            fix = (
+                "Build the encoder with input_shape=data.input_shape"
+                if shape[2] > 1 or self.channels == 1 else
+                f"Build the encoder with input_shape=({self.steps}, 1), or repeat the one "
+                f"channel (np.repeat(x, {self.channels}, axis=-1)) if that is meant"
+            )
+            raise KerasSSLError(
+                f"The encoder takes {self.channels}-channel series but the data have {shape[2]} "
+                f"channel(s). {fix}."
+            )
+        if shape[1] is not None and shape[1] != self.steps:
+            raise KerasSSLError(
+                f"The encoder takes series of {self.steps} steps but the data have {shape[1]}. "
+                f"Load them with keras_ssl.data.series.load(..., length={self.steps}) or build "
+                f"the encoder with input_shape=({shape[1]}, {self.channels})."
+            )
+        if labels is None and self.needs_labels:
+            super().check_inputs(inputs, labels)
+        if shape[0] is not None and shape[0] < self.min_batch_size:
+            raise KerasSSLError(
+                f"{name} needs batches of at least {self.min_batch_size} series, got {shape[0]}."
+            )
+
+    def serving_model(self) -> keras.Model:
+        return serving_model(self.encoder)
+
+    def views(self, inputs):
+        """The clean series the pretext task corrupts (augmented when an augmenter is set)."""
+        x = self.preprocess(inputs)
+        if self.augmenter is not None:
+            x = self.augmenter(x, training=True)
+        return x
+
+
+def _check_fraction(name, value):
+    if isinstance(value, bool) or not 0.0 < float(value) < 1.0:
+        raise KerasSSLError(f"{name} must lie strictly between 0 and 1, got {value!r}.")
+    return float(value)
+
+
+def _check_positive_int(name, value, least=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise KerasSSLError(f"{name} must be an integer of at least {least}, got {value!r}.")
+    return int(value)
+
+
+# ----- the methods ------------------------------------------------------------------------------
+@register_method("masked_steps")
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class MaskedSteps(SeriesMethod):
+    """Masked-step reconstruction: hide random spans of steps (set to 0, every channel) and
+    rebuild them from the encoder's feature vector; the loss is the mean squared error over the
+    hidden steps only (`losses.masked_reconstruction`), as MAE scores only hidden patches.
+
+    Args:
+        encoder: a series encoder `[N, T, F] -> [N, D]`.
+        mask_ratio: share of the spans hidden in each series.
+        span: steps per hidden span (default `max(1, T // 16)`).
+        decoder: a model `[N, D] -> [N, T, F]`; default `series_decoder`.
+        augmenter: optional augmentation of the clean series (default none).
+
+    Example:
+    >>> import numpy as np, keras_ssl
+    >>> model = MaskedSteps(keras_ssl.encoders.ResNet1D((32, 2), width=4))
+    >>> model.compile(optimizer="adam")
+    >>> sorted(model.fit(np.random.rand(8, 32, 2), batch_size=4, verbose=0).history)
+    ['loss', 'reconstruction_error']
+    """
+
+    def __init__(self, encoder, mask_ratio: float = 0.5, span: int | None = None, decoder=None,
+                 augmenter=None, seed=None, **kwargs):
+        super().__init__(encoder, augmenter, seed=seed, **kwargs)
+        self.mask_ratio = _check_fraction("mask_ratio", mask_ratio)
+        self.span = max(1, self.steps // 16) if span is None else _check_positive_int("span", span)
+        if self.span > self.steps:
+            raise KerasSSLError(f"span={span} is longer than the series ({self.steps} steps).")
+        self.decoder = decoder or series_decoder(self.feature_dim, (self.steps, self.channels))
+        if tuple(self.decoder.output_shape[1:]) != (self.steps, self.channels):
+            raise KerasSSLError(
+                f"The decoder outputs {self.decoder.output_shape[1:]}, the series are "
+                f"{(self.steps, self.channels)}."
+            )
+        self.error_tracker = keras.metrics.Mean(name="reconstruction_error")
+
+    def method_metrics(self):
+        return [self.error_tracker]
+
+    def compute_ssl_loss(self, inputs, labels, training):
+        clean = self.views(inputs)
+        mask = step_mask((batch_size(clean), self.steps), self.mask_ratio, self.span, seed=self.seed_generator.next())[..., None]
+        reconstruction = self.decoder(self.encoder(clean * (1.0 - mask), training=training),
+                                      training=training)
+        loss = losses.masked_reconstruction(clean, reconstruction, mask)
+        self.error_tracker.update_state(loss)
+        return loss
+
+    def get_config(self):
+        return {**super().get_config(), "mask_ratio": self.mask_ratio, "span": self.span,
+                "decoder": keras.saving.serialize_keras_object(self.decoder)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
+        return super().from_config(config)
+
+
+@register_method("forecast")
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class Forecast(SeriesMethod):
+    """Next-step forecasting as a pretext task: the encoder sees each series up to a random step
+    c (later steps zeroed, as the padding of a shorter series) and a head predicts steps
+    c .. c + horizon - 1 from its feature vector; mean squared error over those steps.
+
+    Args:
+        encoder: a series encoder `[N, T, F] -> [N, D]`.
+        horizon: steps to predict (default `max(1, T // 10)`).
+        min_context: the fewest steps seen (default `T // 2`).
+        decoder: a model `[N, D] -> [N, T, F]` (the loss reads the forecast steps of its
+            output); default `series_decoder`.
+
+    Example:
+    >>> import numpy as np, keras_ssl
+    >>> model = Forecast(keras_ssl.encoders.ResNet1D((32, 1), width=4))
+    >>> model.compile(optimizer="adam")
+    >>> sorted(model.fit(np.random.rand(8, 32, 1), batch_size=4, verbose=0).history)
+    ['forecast_error', 'loss']
+    """
+
+    def __init__(self, encoder, horizon: int | None = None, min_context: int | None = None,
+                 decoder=None, augmenter=None, seed=None, **kwargs):
+        super().__init__(encoder, augmenter, seed=seed, **kwargs)
+        self.horizon = (max(1, self.steps // 10) if horizon is None
+                        else _check_positive_int("horizon", horizon))
+        self.min_context = (max(1, self.steps // 2) if min_context is None
+                            else _check_positive_int("min_context", min_context))
+        if self.min_context + self.horizon > self.steps:
+            raise KerasSSLError(
+                f"min_context={self.min_context} + horizon={self.horizon} exceed the "
+                f"{self.steps} steps of a series; lower them."
+            )
+        self.decoder = decoder or series_decoder(self.feature_dim, (self.steps, self.channels))
+        self.error_tracker = keras.metrics.Mean(name="forecast_error")
+
+    def method_metrics(self):
+        return [self.error_tracker]
+
+    def compute_ssl_loss(self, inputs, labels, training):
+        x = self.views(inputs)
+        visible, target = forecast_mask((batch_size(x), self.steps), self.horizon, self.min_context,
+                                        seed=self.seed_generator.next())
+        prediction = self.decoder(self.encoder(x * visible[..., None], training=training),
+                                  training=training)
+        loss = losses.masked_reconstruction(x, prediction, target[..., None])
+        self.error_tracker.update_state(loss)
+        return loss
+
+    def get_config(self):
+        return {**super().get_config(), "horizon": self.horizon, "min_context": self.min_context,
+                "decoder": keras.saving.serialize_keras_object(self.decoder)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
+        return super().from_config(config)
+
+
+@register_method("segment_order")
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class SegmentOrder(SeriesMethod):
+    """Segment-order prediction: cut each series into `segments` equal segments, shuffle them by
+    one of the `segments!` permutations (drawn per series) and classify which one from the
+    encoder's feature vector (cross-entropy; `order_accuracy`). Chance is `1 / segments!`.
+
+    Args:
+        encoder: a series encoder `[N, T, F] -> [N, D]`.
+        segments: segments per series, 2 to 5 (2, 6, 24 or 120 classes).
+
+    Example:
+    >>> import numpy as np, keras_ssl
+    >>> model = SegmentOrder(keras_ssl.encoders.ResNet1D((30, 1), width=4))
+    >>> model.compile(optimizer="adam")
+    >>> sorted(model.fit(np.random.rand(8, 30, 1), batch_size=4, verbose=0).history)
+    ['loss', 'order_accuracy']
+    """
+
+    def __init__(self, encoder, segments: int = 3, augmenter=None, seed=None, **kwargs):
+        super().__init__(encoder, augmenter, seed=seed, **kwargs)
+        self.segments = _check_positive_int("segments", segments, least=2)
+        if self.segments > 5 or self.steps // self.segments < 1:
+            raise KerasSSLError(
+                f"segments must lie in 2..{min(5, self.steps)} (at most 5: 120 orders), got "
+                f"{segments!r}."
+            )
+        self.permutations = np.array(list(itertools.permutations(range(self.segments))), np.int32)
+        self.classifier = keras.Sequential(
+            [keras.Input((self.feature_dim,)), layers.Dense(len(self.permutations),
+                                                            name="order_logits")],
+            name="order_head",
+        )
+        self.accuracy_tracker = keras.metrics.Mean(name="order_accuracy")
+
+    def method_metrics(self):
+        return [self.accuracy_tracker]
+
+    def compute_ssl_loss(self, inputs, labels, training):
+        x = self.views(inputs)
+        shuffled, order = permute_segments(x, self.permutations, seed=self.seed_generator.next())
+        logits = tf.cast(self.classifier(self.encoder(shuffled, training=training),
+                                         training=training), tf.float32)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(order, logits))
+        accuracy = tf.reduce_mean(tf.cast(
+            tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), order), tf.float32))
+        self.accuracy_tracker.update_state(accuracy)
+        return loss
+
+    def get_config(self):
+        return {**super().get_config(), "segments": self.segments}
+
