@@ -81,3 +81,7 @@ __all__ = [
 from keras_ssl.methods import BYOL, NNCLR, BarlowTwins, SimSiam, VICReg  # noqa: E402
 
 __all__ += ["BYOL", "NNCLR", "BarlowTwins", "SimSiam", "VICReg"]
+
+from keras_ssl.methods import MAE  # noqa: E402
+
+__all__ += ["MAE"]

@@ -34,3 +34,9 @@ __all__ = ["ENCODERS", "INPUT_RANKS", "ConvNet", "ImagesToFloat", "LSTMEncoder",
 from keras_ssl.encoders.series import ResNet1D, SeriesTransformer  # noqa: E402
 
 __all__ += ["ResNet1D", "SeriesTransformer"]
+
+# Vision Transformers (vit_tiny, vit_small).
+from keras_ssl.encoders import vit  # noqa: E402
+from keras_ssl.encoders.vit import ViT  # noqa: E402
+
+__all__ += ["ViT", "vit"]

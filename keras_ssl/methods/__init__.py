@@ -45,3 +45,6 @@ __all__ += ["NextTokenModel"]
 from keras_ssl.methods.series import Forecast, MaskedSteps, SegmentOrder  # noqa: E402
 
 __all__ += ["Forecast", "MaskedSteps", "SegmentOrder"]
+from keras_ssl.methods.mae import MAE  # noqa: E402
+
+__all__ += ["MAE"]
