@@ -85,3 +85,7 @@ __all__ += ["BYOL", "NNCLR", "BarlowTwins", "SimSiam", "VICReg"]
 from keras_ssl.methods import MAE  # noqa: E402
 
 __all__ += ["MAE"]
+
+from keras_ssl.methods import DINO  # noqa: E402
+
+__all__ += ["DINO"]

@@ -48,3 +48,6 @@ __all__ += ["Forecast", "MaskedSteps", "SegmentOrder"]
 from keras_ssl.methods.mae import MAE  # noqa: E402
 
 __all__ += ["MAE"]
+from keras_ssl.methods.dino import DINO  # noqa: E402
+
+__all__ += ["DINO"]
