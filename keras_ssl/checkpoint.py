@@ -12,6 +12,9 @@ that was never interrupted (bit for bit on CPU). Three pieces make that hold:
   TensorFlow writes a checkpoint's files first and then swaps the small `checkpoint` index file
   atomically, so a kill during a save leaves the previous checkpoint as the latest one. A state
   holding NaN or infinite values is never saved: the last good checkpoint survives a diverged run.
+  A save that fails for lack of space (full disk, quota, file-size limit) removes its half-written
+  files and stops training with `guards.DiskFullError`, one line saying which checkpoint is kept;
+  the files of a save killed midway are removed when training starts again.
 - `resumable_dataset`, the training batches of every epoch as one stream in which epoch `e` is
   shuffled by a permutation that depends only on `(seed, e)`, never on how many times the
   process iterated the data, and which can start at any (epoch, step).
@@ -41,6 +44,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -50,7 +55,7 @@ import tensorflow as tf
 
 from keras_ssl.data import Position, resumable_dataset, steps_per_epoch
 from keras_ssl.errors import KerasSSLError
-from keras_ssl.guards import StopOnNonFiniteLoss
+from keras_ssl.guards import DiskFullError, StopOnNonFiniteLoss, disk_full_reason
 
 __all__ = ["TrainingCheckpoint", "fit_resumable"]
 
@@ -203,8 +208,11 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             return
         # A fresh run writes it (again): a run.json without checkpoints protects nothing.
         temporary = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(fingerprint, indent=2))
-        os.replace(temporary, path)
+        try:
+            temporary.write_text(json.dumps(fingerprint, indent=2))
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     # ----- Keras hooks ------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -226,6 +234,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             checkpoint, str(self.directory), max_to_keep=self.max_to_keep,
             checkpoint_name=_CHECKPOINT_NAME,
         )
+        self._remove_unfinished()
         # Compiled once: checks every floating variable before a save.
         floats = [v for v in tracked["model"] + tracked["optimizer"]
                   if v.dtype in ("float16", "bfloat16", "float32", "float64")]
@@ -278,7 +287,11 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             # The resumed epoch has run its remaining steps: end it here, as fit would have.
             self.model.stop_training = True
             self._partial_epoch_stop = True
-        if self.save_every_steps and self._global_step() % self.save_every_steps == 0:
+        at_epoch_end = bool(self._steps) and step >= self._steps
+        if (self.save_every_steps and self._global_step() % self.save_every_steps == 0
+                and not at_epoch_end):
+            # At an epoch's last step the epoch-end save follows at once, with the same number:
+            # saving here too would write that checkpoint twice, the second time over the first.
             self._save(logs)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -307,13 +320,61 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             # Keep the last good checkpoint: a diverged state is not worth resuming from.
             self.skipped_nonfinite = self.position
             return
-        self._write_run_file(self._fingerprint_dict)
-        self._epoch_var.assign(self.position.epoch)
-        self._step_var.assign(self.position.step)
-        # Numbered by global step when the epoch length is known; else by the save counter, so
-        # that a number never names two checkpoints.
-        self._manager.save(checkpoint_number=self._global_step() if self._steps else None)
+        try:
+            self._write_run_file(self._fingerprint_dict)
+            self._epoch_var.assign(self.position.epoch)
+            self._step_var.assign(self.position.step)
+            # Numbered by global step when the epoch length is known; else by the save counter,
+            # so that a number never names two checkpoints.
+            self._manager.save(checkpoint_number=self._global_step() if self._steps else None)
+        except (OSError, tf.errors.OpError) as err:
+            reason = disk_full_reason(err)
+            if reason is None:
+                raise
+            self._remove_unfinished()
+            kept = (
+                f"The last checkpoint ({self.last_saved.describe()}) is kept"
+                if self.last_saved is not None else "No earlier checkpoint was there to keep"
+            )
+            raise DiskFullError(
+                f"Could not write the checkpoint of {self.position.describe()} in "
+                f"{self.directory}: {reason}, so training stopped. {kept} and the half-written "
+                "files were removed. Free some space (or raise the file-size limit, ulimit -f), "
+                "then run the same command again to resume."
+            ) from err
         self.last_saved = self.position
+
+    def _remove_unfinished(self) -> list[Path]:
+        """Delete the files of checkpoints that a failed or killed save left unfinished.
+
+        A checkpoint counts once the `checkpoint` state file names it; TensorFlow's temporary
+        folders (`ckpt-N_temp`), data and index files of a number it does not name, and temporary
+        state and run files are leftovers. Returns the deleted paths.
+        """
+        state = tf.train.get_checkpoint_state(str(self.directory))
+        named = set()
+        if state is not None:
+            named = {Path(p).name for p in [*state.all_model_checkpoint_paths,
+                                            state.model_checkpoint_path] if p}
+        pattern = re.compile(rf"(?P<prefix>{_CHECKPOINT_NAME}-\d+)"
+                             r"(?:_temp|\.index|\.data-\d+-of-\d+)")
+        removed = []
+        for path in self.directory.iterdir() if self.directory.is_dir() else []:
+            match = pattern.fullmatch(path.name)
+            leftover = (
+                # Without a state file, unnamed checkpoint files may be someone's: leave them.
+                (match is not None and (path.name.endswith("_temp")
+                                        or (state is not None and match["prefix"] not in named)))
+                or path.name.startswith("checkpoint.tmp")
+                or (path.name.startswith(f".{RUN_FILE}.") and path.name.endswith(".tmp"))
+            )
+            if leftover:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
 
 def _first_line(err) -> str:

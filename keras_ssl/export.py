@@ -6,7 +6,8 @@ Layout written by `export_encoder(model, "saved_models/simclr")`:
         1/                              <- a version TF Serving loads (integer name)
             saved_model.pb, variables/  <- serving_default: images uint8 [None,H,W,C] -> embeddings
                                            (features float32 [None,F] for vector encoders,
-                                           text tf.string [None] for text encoders)
+                                           text tf.string [None] for text encoders,
+                                           series float32 [None,T,F] for series encoders)
             assets.extra/encoder.keras  <- native Keras copy, for fine-tuning (load_encoder)
             assets.extra/export.json    <- what was exported: input kind, shapes, source model
             assets.extra/tf_serving_warmup_requests  <- PredictRequests TF Serving replays on load
@@ -17,10 +18,21 @@ and only then renamed into place: TF Serving only picks up integer-named folders
 atomic, so a crash never leaves a half-written version for a server to load. The temporary folder's
 name carries the host and process id (`.tmp-<version>-<host>-pid<pid>-*`); one left behind by an
 export that was killed (its process no longer runs on this host) is deleted by the next export.
+
+The version number is claimed by that rename itself: it never replaces an existing folder
+(`renameat2(RENAME_NOREPLACE)` on Linux; elsewhere a rename onto a non-empty folder fails), so
+when several processes export into one model folder at once, the one that loses a number takes
+the next free one. Every writer gets its own version and none is overwritten.
+
+A write that fails for lack of space (a full disk, a quota, a file-size limit) removes the
+temporary folder and raises `guards.DiskFullError`, one line saying that the versions already
+there are unchanged and what to do.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import re
@@ -34,16 +46,25 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ssl.encoders import serving_model
+from keras_ssl.encoders.series import is_series_encoder
+from keras_ssl.encoders.series import serving_model as series_serving_model
 from keras_ssl.errors import KerasSSLError
-from keras_ssl.serving import warmup_inputs, write_warmup_requests
+from keras_ssl.guards import DiskFullError, disk_full_reason
+from keras_ssl.serving import resolve_version, warmup_inputs, write_warmup_requests
 
 ENCODER_FILE = "encoder.keras"
 METADATA_FILE = "export.json"
 INPUT_NAMES = {"images": "images", "vectors": "features", "text": "text"}
 INPUT_DTYPES = {"images": tf.uint8, "vectors": tf.float32, "text": tf.string}
+# Time series: float32 [None, T, F] under the name `series`.
+INPUT_NAMES["series"] = "series"
+INPUT_DTYPES["series"] = tf.float32
 
 
 def _serving_model_of(model) -> keras.Model:
+    if is_series_encoder(getattr(model, "encoder", model)):
+        # Any method on series (SimCLR included) exports its encoder behind a `series` input.
+        return series_serving_model(getattr(model, "encoder", model))
     if hasattr(model, "serving_model"):
         return model.serving_model()
     if isinstance(model, keras.Model):
@@ -53,9 +74,71 @@ def _serving_model_of(model) -> keras.Model:
     )
 
 
+def _versions(base: Path) -> list[int]:
+    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit()) if base.exists() else []
+
+
 def _next_version(base: Path) -> int:
-    versions = [int(p.name) for p in base.iterdir() if p.name.isdigit()] if base.exists() else []
-    return max(versions, default=0) + 1
+    return max(_versions(base), default=0) + 1
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def _renameat2():
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # not Linux, or a C library without it
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                         ctypes.c_uint]
+    return function
+
+
+_RENAMEAT2 = _renameat2()
+
+
+def _rename_no_replace(source: Path, target: Path) -> None:
+    """Rename `source` to `target`, failing with FileExistsError when `target` exists (atomic)."""
+    if _RENAMEAT2 is not None:
+        result = _RENAMEAT2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target),
+                            _RENAME_NOREPLACE)
+        if result == 0:
+            return
+        number = ctypes.get_errno()
+        if number not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(number, os.strerror(number), str(target))
+        # This file system cannot refuse to replace: fall back to a plain rename.
+    if target.exists():
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target))
+    # A rename onto an existing, non-empty folder fails (ENOTEMPTY); the exports' staging folders
+    # are never empty, so two writers can never both own one number.
+    os.rename(source, target)
+
+
+def _publish(staging: Path, base: Path, version: int | None) -> Path:
+    """Rename the finished `staging` folder to the version number it can claim.
+
+    With `version` None, the next free number is taken, and the one after it when another export
+    took that one meanwhile; an explicit `version` that exists is an error.
+    """
+    number = _next_version(base) if version is None else version
+    for _ in range(10_000):
+        final = base / str(number)
+        try:
+            _rename_no_replace(staging, final)
+            return final
+        except OSError as err:
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+                raise
+            if version is not None:
+                raise KerasSSLError(
+                    f"Version {final} already exists and is never overwritten; omit version= to "
+                    "write the next one."
+                ) from err
+        number = max(number + 1, _next_version(base))
+    raise KerasSSLError(f"Could not claim a free version number in {str(base)!r}.")
 
 
 def check_export_path(path) -> None:
@@ -102,6 +185,8 @@ def _input_kind(model: keras.Model) -> str:
     """What a serving model takes: strings `[N]` (text), images `[N,H,W,C]` or vectors `[N,F]`."""
     if model.inputs[0].dtype == "string":
         return "text"
+    if len(model.input_shape) == 3:
+        return "series"
     return "images" if len(model.input_shape) == 4 else "vectors"
 
 
@@ -173,26 +258,33 @@ def export_encoder(model, path="saved_models/encoder", version: int | None = Non
     """
     base = Path(path)
     _check_base_dir(base)
-    version = _next_version(base) if version is None else int(version)
-    final = base / str(version)
-    if final.exists():
+    version = None if version is None else int(version)
+    if version is not None and (base / str(version)).exists():
         raise KerasSSLError(
-            f"Version {final} already exists and is never overwritten; omit version= to write "
-            "the next one."
+            f"Version {base / str(version)} already exists and is never overwritten; omit "
+            "version= to write the next one."
         )
     serving = _serving_model_of(model)
     remove_stale_staging(base)
-    staging = Path(tempfile.mkdtemp(
-        prefix=f"{STAGING_PREFIX}{version}-{socket.gethostname()}-pid{os.getpid()}-", dir=base
-    ))
+    before = _versions(base)
+    label = _next_version(base) if version is None else version  # only names the staging folder
+    staging = None
+    writing = "the temporary folder"  # what was being written, for the disk-full message
     try:
+        staging = Path(tempfile.mkdtemp(
+            prefix=f"{STAGING_PREFIX}{label}-{socket.gethostname()}-pid{os.getpid()}-", dir=base
+        ))
+        writing = "the SavedModel"
         metadata = _write_savedmodel(serving, staging)
         extra = staging / "assets.extra"
         extra.mkdir(exist_ok=True)
+        writing = ENCODER_FILE
         serving.save(extra / ENCODER_FILE)
         metadata["source"] = type(model).__name__
+        writing = METADATA_FILE
         (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
         spec = tf.TensorSpec(metadata["input_shape"], metadata["input_dtype"])
+        writing = "the warm-up requests"
         write_warmup_requests(staging, model_name=base.resolve().name,
                               inputs=warmup_inputs(spec), input_name=metadata["input_name"])
         probe = _probe_batch(serving)
@@ -203,19 +295,40 @@ def export_encoder(model, path="saved_models/encoder", version: int | None = Non
             else serving.predict(probe, verbose=0)
         )
         validate_export(staging, expected=expected, probe=probe)
+        writing = "the version (flushing it to disk)"
         _fsync_tree(staging)
-        try:
-            os.rename(staging, final)
-        except OSError as err:  # another export wrote this version meanwhile
-            raise KerasSSLError(
-                f"Could not publish {final} ({err.strerror}): another export wrote that version "
-                "meanwhile. Export again to write the next version."
-            ) from err
+        final = _publish(staging, base, version)
         _fsync_dir(base)  # make the rename itself durable
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    except BaseException as err:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        reason = disk_full_reason(err)
+        if reason is None:
+            raise
+        kept = (
+            f"the versions already there ({', '.join(map(str, before))}) are unchanged"
+            if before else "no earlier version was there"
+        )
+        raise DiskFullError(
+            f"Could not export to {str(base)!r}: {reason} ({_failed_file(err, writing)}). Nothing was "
+            f"published and the half-written version was removed; {kept}. Free some space (or "
+            "raise the file-size limit, ulimit -f) and export again, or choose another --export "
+            "path."
+        ) from err
     return final
+
+
+def _failed_file(err: BaseException, writing: str) -> str:
+    """The file whose write failed, from an OSError or a TensorFlow error, else `writing`."""
+    while err is not None:
+        name = err.filename if isinstance(err, OSError) and err.filename else None
+        match = None if name else re.search(r"(/\S+?)[;:] ", str(err))
+        if name or match:
+            # TensorFlow writes `<name>.tempstate<n>` or `<name>.tmp<hex>`, then renames it.
+            return "writing " + re.sub(r"\.(tempstate\d+|tmp[0-9a-f]{32})$", "",
+                                       Path(name or match.group(1)).name)
+        err = err.__cause__ or err.__context__
+    return f"writing {writing}"
 
 
 def _probe_batch(serving: keras.Model) -> np.ndarray:
@@ -279,22 +392,6 @@ def _fsync_tree(root: Path) -> None:
         for name in files:
             with open(os.path.join(folder, name), "rb") as f:
                 os.fsync(f.fileno())
-
-
-def resolve_version(path) -> Path:
-    """A version folder as given, or the newest integer version inside a model folder."""
-    path = Path(path)
-    if not path.exists():
-        raise KerasSSLError(f"No exported encoder at {str(path)!r}: no such folder.")
-    if (path / "saved_model.pb").exists():
-        return path
-    versions = sorted((int(p.name) for p in path.iterdir() if p.name.isdigit()), reverse=True)
-    if not versions:
-        raise KerasSSLError(
-            f"{str(path)!r} holds no SavedModel and no version folders (1/, 2/, ...). Point at a "
-            "folder written by export_encoder."
-        )
-    return path / str(versions[0])
 
 
 def load_encoder(path, trainable: bool = False) -> keras.Model:

@@ -1,13 +1,18 @@
-"""Stop training at the first non-finite loss, with a message that says where and what to try.
+"""Guards against faults: a non-finite loss, and a disk that fills up while writing.
 
 `keras.callbacks.TerminateOnNaN` only prints "Batch 3: Invalid loss, terminating training" and
 returns normally, so a script goes on to evaluate and export NaN weights. `StopOnNonFiniteLoss`
 raises `NonFiniteLossError` (a `KerasSSLError`: the CLI prints it as one line and exits non-zero)
 naming the epoch, the step, the loss value, the last good checkpoint, and the usual fixes.
+
+`disk_full_reason` recognises a write that failed because the disk (or the quota, or the file-size
+limit) is full, whether Python (`OSError`) or TensorFlow (`tf.errors.OpError`, whose message
+carries the system's wording) reported it; checkpoints and exports turn it into `DiskFullError`.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 
 import keras
@@ -15,7 +20,7 @@ import numpy as np
 
 from keras_ssl.errors import KerasSSLError
 
-__all__ = ["NonFiniteLossError", "StopOnNonFiniteLoss"]
+__all__ = ["DiskFullError", "NonFiniteLossError", "StopOnNonFiniteLoss", "disk_full_reason"]
 
 FIXES = (
     "To fix it: lower the learning rate (--learning-rate, e.g. 10x lower), check the data for NaN "
@@ -99,3 +104,35 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             f"{checkpoint.directory} is kept; rerun with the fix and the same checkpoint folder "
             "to resume from it."
         )
+
+
+# ----- a full disk ------------------------------------------------------------------------------
+class DiskFullError(KerasSSLError):
+    """A checkpoint or an export could not be written: no space left, quota or file-size limit.
+
+    What was there before (the previous checkpoint, the published export versions) is unchanged,
+    and the half-written files are removed; the message says so and what to do.
+    """
+
+
+_DISK_FULL_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large",
+                     errno.EDQUOT: "disk quota exceeded"}
+# How TensorFlow's C++ file system words the same errors in an OpError's message.
+_DISK_FULL_WORDS = {"No space left on device": errno.ENOSPC, "File too large": errno.EFBIG,
+                    "Disk quota exceeded": errno.EDQUOT}
+
+
+def disk_full_reason(err: BaseException) -> str | None:
+    """'no space left on the device', 'file too large' or 'disk quota exceeded' when `err` (or an
+    exception it was raised from) is a write that failed for lack of space; else None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _DISK_FULL_ERRNOS:
+            return _DISK_FULL_ERRNOS[err.errno]
+        message = getattr(err, "message", None) or str(err)
+        for words, number in _DISK_FULL_WORDS.items():
+            if words in message:
+                return _DISK_FULL_ERRNOS[number]
+        err = err.__cause__ or err.__context__
+    return None
