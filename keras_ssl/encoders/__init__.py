@@ -40,3 +40,8 @@ from keras_ssl.encoders import vit  # noqa: E402
 from keras_ssl.encoders.vit import ViT  # noqa: E402
 
 __all__ += ["ViT", "vit"]
+
+# keras.applications backbones (resnet50_keras, efficientnet_b0, convnext_tiny, mobilenet_v3_small).
+from keras_ssl.encoders import applications  # noqa: E402
+
+__all__ += ["applications"]
