@@ -89,3 +89,8 @@ __all__ += ["MAE"]
 from keras_ssl.methods import DINO  # noqa: E402
 
 __all__ += ["DINO"]
+
+# Autoregressive text and time-series methods.
+from keras_ssl.methods import Forecast, MaskedSteps, NextTokenModel, SegmentOrder  # noqa: E402
+
+__all__ += ["Forecast", "MaskedSteps", "NextTokenModel", "SegmentOrder"]

