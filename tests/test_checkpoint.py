@@ -10,6 +10,7 @@ generators, the metrics) must be bit-for-bit equal on CPU.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -265,6 +266,66 @@ def test_resumed_simclr_equals_uninterrupted_including_random_state(tmp_path, ca
     assert history.epoch == [] and "already finished" in capsys.readouterr().out
     for a, b in zip(reference.variables, again.variables, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+class _CopyCheckpoints(keras.callbacks.Callback):
+    """Copies the checkpoint folder as it is after `at` steps: what a run killed then leaves."""
+
+    def __init__(self, source, target, at):
+        super().__init__()
+        self.source, self.target, self.at, self.seen = source, target, at, 0
+
+    def on_train_begin(self, logs=None):
+        self.initial = [v.numpy().copy() for v in self.model.variables]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at:
+            shutil.copytree(self.source, self.target)
+
+
+def test_resumed_moco_equals_uninterrupted_including_queue_key_encoder_and_random_state(
+        tmp_path, capsys):
+    """The default suite's resume of a self-supervised method: tiny MoCo, 16 px, 8 steps.
+
+    The uninterrupted run leaves a copy of its checkpoint folder as it was after step 6 (epoch
+    2, step 2; the checkpoint of step 6 written, nothing after it): the folder a run killed at
+    that moment leaves. A new model resumed from that copy must end equal to the uninterrupted
+    one, which holds only if the queue, its pointer, the key encoder and projector, the random
+    states of the augmentation and the method, and the optimizer were all restored.
+    """
+    def moco():
+        keras.utils.set_random_seed(0)
+        model = keras_ssl.MoCo(encoders.ConvNet((16, 16, 1), width=4), queue_size=48,
+                               projection_dim=8, seed=0)
+        model.compile(optimizer=training.default_optimizer(1e-2, total_steps=8))
+        return model
+
+    x = np.random.default_rng(0).integers(0, 256, (32, 16, 16, 1), dtype=np.uint8)
+    run = dict(batch_size=8, epochs=2, seed=0, save_every_steps=3, verbose=0)
+    reference = moco()
+    copy = _CopyCheckpoints(tmp_path / "run", tmp_path / "killed", at=6)
+    fit_resumable(reference, x, checkpoint_dir=tmp_path / "run", callbacks=[copy], **run)
+    resumed = moco()
+    history = fit_resumable(resumed, x, checkpoint_dir=tmp_path / "killed", **run)
+    assert history.epoch == [1]
+    assert "epoch 2 of 2, after step 2 of 4 (6 steps done)" in capsys.readouterr().out
+    for a, b in zip(reference.variables + reference.optimizer.variables,
+                    resumed.variables + resumed.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    # The state compared above includes what makes MoCo's next steps, and each part of it
+    # moved during training (else equality would prove nothing).
+    parts = {
+        "queue": [resumed.queue], "queue pointer": [resumed.queue_pointer],
+        "key encoder": resumed.key_encoder.variables,
+        "key projector": resumed.key_projector.variables,
+        "random state": [v for v in resumed.variables if "seed_generator_state" in v.path],
+    }
+    by_id = {id(v): i for i, v in enumerate(resumed.variables)}
+    for part, variables in parts.items():
+        assert variables, part
+        assert any(not np.array_equal(v.numpy(), copy.initial[by_id[id(v)]])
+                   for v in variables), f"the {part} never changed"
 
 
 @pytest.mark.slow
