@@ -37,7 +37,6 @@ and training draws on the other 40,000.
 from __future__ import annotations
 
 import argparse
-import ast
 import gc
 import os
 import platform
@@ -60,12 +59,14 @@ import keras  # isort: skip
 import numpy as np  # isort: skip
 import tensorflow as tf  # isort: skip
 
-from keras_ssl import augment, checkpoint, defaults, encoders, evaluate, precision, training  # noqa: E402
+from keras_ssl import augment, checkpoint, defaults, evaluate, precision, training  # noqa: E402
 from keras_ssl import data as data_lib  # noqa: E402
 from keras_ssl.errors import KerasSSLError  # noqa: E402
 from keras_ssl.guards import NonFiniteLossError  # noqa: E402
 from keras_ssl.methods import METHODS, get_method  # noqa: E402
 from keras_ssl.methods.base import MIN_IMAGE_SIZE  # noqa: E402
+from keras_ssl.pipeline import build_encoder as build_encoder_as_pretrain  # noqa: E402
+from keras_ssl.pipeline import build_model, parse_method_options, pretrain  # noqa: E402
 
 DATA_SETS = ("fashion_mnist", "cifar10")  # and a hidden `digits`, for quick checks
 REFERENCES = ("kerasio", "pytorch_resnet18")
@@ -145,15 +146,10 @@ def parse_args(argv=None):
                      f"{' or '.join(DATA_SETS)}.")
     if not args.method and not args.reference:
         parser.error("give at least one --method (or --reference), e.g. --method simclr.")
-    args.options = {}
-    for pair in args.set_options:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.isidentifier():
-            parser.error(f"--set takes NAME=VALUE (e.g. temperature=0.5), got {pair!r}.")
-        try:
-            args.options[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            args.options[name] = value  # a plain string, e.g. mining=batch_hard
+    try:
+        args.options = parse_method_options(args.set_options)
+    except KerasSSLError as e:
+        parser.error(str(e))
     unknown = sorted(set(args.reference) - set(REFERENCES))
     if unknown:
         parser.error(f"--reference {unknown[0]!r} is not one of {', '.join(REFERENCES)}.")
@@ -301,33 +297,24 @@ def load_cifar10(data_dir, cache_dir, test_examples: int = 10000, seed: int = 0)
 
 # ----- models ----------------------------------------------------------------------------------
 def build_encoder(input_shape, args) -> keras.Model:
-    """The encoder `keras-ssl pretrain` builds, from the seed: every row starts from the same one."""
+    """The encoder `keras_ssl.pretrain` builds, from the seed: every row starts from the same one."""
     keras.utils.set_random_seed(args.seed)
-    if args.encoder:
-        return encoders.build(args.encoder, input_shape, width=args.width)
-    return defaults.choose(input_shape).build_encoder(input_shape)
-
-
-def method_kwargs(preset: dict, input_shape, args) -> dict:
-    """The registry's preset with the `--set NAME=VALUE` options over it; `strength` and
-    `min_crop_area` build the method's views as `augment.simclr(strength=..., scale=...)`."""
-    kwargs = {**preset, **args.options}
-    view_options = {k: kwargs.pop(k) for k in ("strength", "min_crop_area") if k in kwargs}
-    if view_options:
-        kwargs["augmenter"] = augment.simclr(
-            input_shape[:2], strength=view_options.get("strength"),
-            crop_scale=(float(view_options.get("min_crop_area", 0.08)), 1.0), seed=args.seed)
-    return kwargs
+    return build_encoder_as_pretrain(args.encoder, args.width, shape_only(input_shape))
 
 
 def build_method(name: str, input_shape, args, total_steps: int):
-    """A compiled method, as `keras-ssl pretrain` builds it (with the `--set` options)."""
-    cls, preset = get_method(name)
-    encoder = build_encoder(input_shape, args)
-    model = cls(encoder, seed=args.seed, **method_kwargs(preset, input_shape, args))
+    """A compiled method, built by `keras_ssl.pipeline.build_model` as `pretrain` builds it."""
+    keras.utils.set_random_seed(args.seed)
+    model = build_model(name, shape_only(input_shape), encoder=args.encoder, width=args.width,
+                        seed=args.seed, method_options=args.options)
     model.compile(optimizer=training.default_optimizer(args.learning_rate, total_steps),
                   jit_compile=args.jit_compile)
-    return model, cls
+    return model, get_method(name)[0]
+
+
+def shape_only(input_shape) -> data_lib.SSLData:
+    """A one-image stand-in for data of `input_shape`: what the builders read from data."""
+    return data_lib.SSLData(np.zeros((1, *input_shape), np.uint8), name="shape")
 
 
 class Features(keras.Model):
@@ -389,7 +376,7 @@ def train_for(model, x, y, args, batch_size: int | None = None, plan: bool = Tru
     history = checkpoint.fit_resumable(model, x, y, batch_size=batch_size, epochs=budget.epochs,
                                        seed=args.seed, callbacks=[budget], verbose=args.verbose)
     seconds = time.perf_counter() - start
-    per_epoch = checkpoint.steps_per_epoch(len(x), batch_size)
+    per_epoch = data_lib.steps_per_epoch(len(x), batch_size)
     steps = (budget.stopped_at_step if budget.stopped_at_step is not None
              else len(history.history.get("loss", [])) * per_epoch)
     losses = history.history.get("loss", history.history.get("c_loss", []))  # keras-io: c_loss
@@ -397,6 +384,21 @@ def train_for(model, x, y, args, batch_size: int | None = None, plan: bool = Tru
         "epochs": round(steps / per_epoch, 2), "steps": int(steps), "planned_epochs": planned,
         "steps_per_epoch": per_epoch, "train_seconds": round(seconds, 2),
         "budget_seconds": round(budget.spent, 2), "plan_seconds": round(plan_seconds, 2),
+        "stopped_on": (None if budget.stopped_at_step is None
+                       else "time" if budget.spent >= budget.seconds else "planned steps"),
+        "final_loss": float(losses[-1]) if losses else None,
+    }
+
+
+def pretrain_stats(result) -> dict:
+    """What a `keras_ssl.pretrain` row did, in `train_for`'s terms."""
+    budget, per_epoch = result.budget, result.steps_per_epoch
+    losses = result.history.history.get("loss", []) if result.history else []
+    return {
+        "epochs": round(result.steps / per_epoch, 2), "steps": result.steps,
+        "planned_epochs": budget.epochs, "steps_per_epoch": per_epoch,
+        "train_seconds": round(result.train_seconds, 2), "budget_seconds": round(budget.spent, 2),
+        "plan_seconds": None,
         "stopped_on": (None if budget.stopped_at_step is None
                        else "time" if budget.spent >= budget.seconds else "planned steps"),
         "final_loss": float(losses[-1]) if losses else None,
@@ -500,14 +502,9 @@ def check_methods(args, split: Split) -> None:
                 f"--batch-size {args.batch_size} is too small for {name}: it needs at least "
                 f"{max(2, cls.min_batch_size)} examples per batch."
             )
-        try:
-            cls(build_encoder(split.x_train.shape[1:], args), seed=args.seed,
-                **method_kwargs(preset, split.x_train.shape[1:], args))
-        except KerasSSLError:
-            raise
-        except (TypeError, ValueError) as e:  # an option the method does not take
-            raise KerasSSLError(f"--method {name} with --set {args.options}: {e}") from e
-    checkpoint.steps_per_epoch(len(split.x_train), args.batch_size)  # a full batch at least
+        build_model(name, shape_only(split.x_train.shape[1:]), encoder=args.encoder,
+                    width=args.width, seed=args.seed, method_options=args.options)
+    data_lib.steps_per_epoch(len(split.x_train), args.batch_size)  # a full batch at least
     height, width, channels = split.x_train.shape[1:]
     if args.reference and (channels != 3 or min(height, width) < KERAS_IO_MIN_SIZE):
         raise KerasSSLError(
@@ -522,7 +519,9 @@ def report(row: dict) -> None:
     trained = ""
     if "steps" in row:
         steps = f"{row['steps']} step{'s' if row['steps'] != 1 else ''}"
-        planned = (f"planned {row['planned_epochs']} epochs ({row['plan_seconds']:.1f} s), "
+        plan_time = (f" ({row['plan_seconds']:.1f} s)" if row.get("plan_seconds") is not None
+                     else "")
+        planned = (f"planned {row['planned_epochs']} epochs{plan_time}, "
                    if row.get("planned_epochs") else "")
         stopped = f" (stopped on {row['stopped_on']})" if row.get("stopped_on") else ""
         trained = f"{planned}trained {steps} in {row['train_seconds']:.1f} s{stopped}, "
@@ -572,20 +571,26 @@ def run(args) -> dict:
     options = "".join(f" {pair}" for pair in args.set_options)  # in the rows' names
     for name in args.method:
         print(f"# {name} ({minutes})", flush=True)
-        model, cls = build_method(name, input_shape, args, steps)
-        labels = split.y_train if cls.needs_labels else None
+        cls = get_method(name)[0]
         row = {"name": f"{name}{options} ({minutes})", "kind": "method", "method": name,
                "class": cls.__name__}
         try:
-            row.update(train_for(model, split.x_train, labels, args))
+            result = pretrain(
+                name, data_lib.SSLData(split.x_train, split.y_train, name=split.name),
+                encoder=args.encoder, width=args.width, minutes=args.minutes,
+                batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+                method_options=args.options, evaluate_scores=False, knn_every=0,
+                precision_policy=args.precision, xla=args.xla, verbose=args.verbose,
+                report=False)
         except NonFiniteLossError as e:
             print(f"# {name}: {e}", flush=True)
             rows.append({**row, "error": str(e), "knn_accuracy": float("nan"),
                          "linear_probe_accuracy": float("nan")})
             continue
-        rows.append({**row, **score(model, split)})
+        row.update(pretrain_stats(result))
+        rows.append({**row, **score(result.model, split)})
         report(rows[-1])
-        del model
+        del result
         gc.collect()
     return {"data": split.describe(), "rows": rows}
 

@@ -1,50 +1,31 @@
-"""Supervised contrastive learning (SupCon): every image of the same class is a positive.
+"""
+# Supervised contrastive learning (SupCon) on digits
 
-With labels, SupCon pulls together the projections of all views of a class and pushes apart the
-other classes; the encoder's features then cluster by class (Khosla et al. 2020). The labels are
-used by the loss, so the held-out split is the only fair test.
+SupCon (Khosla et al. 2020) is SimCLR with labels: every other view of the same class in the batch
+is a positive, not only the other view of the same image. It learns from labels, so it is the
+upper bound the self-supervised methods are compared against.
 
-    python examples/supcon.py               # digits, a few minutes on 2 CPU cores
-    python examples/supcon.py --quick       # seconds (what the tests run)
+    python examples/supcon.py            # digits, a few minutes on 2 CPU cores
+    python examples/supcon.py --quick    # seconds (what the tests run)
+
+The same run from the shell: `keras-ssl pretrain --method supcon --data digits`.
 """
 
-from __future__ import annotations
-
-import argparse
-
-import keras
-import tensorflow as tf
+import sys
 
 import keras_ssl
-from keras_ssl import training
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--quick", action="store_true", help="tiny run (seconds)")
-parser.add_argument("--data", default="digits", help="a labelled keras_ssl data source")
-parser.add_argument("--examples", type=int, default=None, help="training images used")
-parser.add_argument("--epochs", type=int, default=None)
-parser.add_argument("--export", default=None, help="export the encoder to this folder")
-args = parser.parse_args()
-keras.utils.set_random_seed(0)
+QUICK = "--quick" in sys.argv
 
-data = keras_ssl.data.load(args.data, max_examples=256 if args.quick else args.examples)
-epochs = args.epochs or (1 if args.quick else 40)
-batch_size = 64 if args.quick else 256
-dataset = data.train_dataset(batch_size, labels=True)  # (images, labels): the loss needs labels
+# ## Train
+# The batches carry labels (SupCon needs them); the views are SimCLR's.
+result = keras_ssl.pretrain(
+    "supcon", "digits",
+    max_examples=256 if QUICK else None, epochs=1 if QUICK else 40,
+    batch_size=64 if QUICK else 256, width=8 if QUICK else None,
+    method_options={"temperature": 0.1},
+    verbose=2,
+)
 
-encoder = keras_ssl.encoders.ConvNet(data.input_shape, width=8 if args.quick else 32)
-model = keras_ssl.SupCon(encoder, temperature=0.1, seed=0)
-model.compile(optimizer=training.default_optimizer(2e-3, int(dataset.cardinality()) * epochs),
-              # XLA pays off on a GPU; on CPU TensorFlow's own (oneDNN) kernels are faster.
-              jit_compile=bool(tf.config.list_physical_devices("GPU")))
-
-split = (data.x_train, data.y_train, data.x_test, data.y_test)
-before = keras_ssl.evaluate.evaluate_encoder(model, *split)
-model.fit(dataset, epochs=epochs, verbose=2)
-after = keras_ssl.evaluate.evaluate_encoder(model, *split)
-
-print(f"\n{'encoder':<22}{'kNN':>8}{'linear probe':>14}")
-for label, scores in (("random init", before), (f"SupCon {epochs} epochs", after)):
-    print(f"{label:<22}{scores['knn_accuracy']:>8.3f}{scores['linear_probe_accuracy']:>14.3f}")
-if args.export:
-    print("exported to", keras_ssl.export_encoder(model, args.export))
+# ## Evaluate
+print(result.table())

@@ -45,6 +45,7 @@ from keras_ssl.methods import (  # noqa: E402
     SupCon,
     Triplet,
 )
+from keras_ssl.pipeline import PretrainResult, pretrain  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "AutoEncoder",
     "Jigsaw",
     "KerasSSLError",
+    "PretrainResult",
     "MaskedLanguageModel",
     "MoCo",
     "RotNet",
@@ -72,10 +74,16 @@ __all__ = [
     "losses",
     "plot",
     "pretext",
+    "pretrain",
     "serving",
     "training",
     "__version__",
 ]
+
+# Autoregressive text and time-series methods.
+from keras_ssl.methods import Forecast, MaskedSteps, NextTokenModel, SegmentOrder  # noqa: E402
+
+__all__ += ["Forecast", "MaskedSteps", "NextTokenModel", "SegmentOrder"]
 
 # Methods without negatives, and NNCLR.
 from keras_ssl.methods import BYOL, NNCLR, BarlowTwins, SimSiam, VICReg  # noqa: E402
@@ -89,8 +97,3 @@ __all__ += ["MAE"]
 from keras_ssl.methods import DINO  # noqa: E402
 
 __all__ += ["DINO"]
-
-# Autoregressive text and time-series methods.
-from keras_ssl.methods import Forecast, MaskedSteps, NextTokenModel, SegmentOrder  # noqa: E402
-
-__all__ += ["Forecast", "MaskedSteps", "NextTokenModel", "SegmentOrder"]

@@ -38,6 +38,8 @@ import os
 import keras
 import tensorflow as tf
 
+from keras_ssl import _compat
+from keras_ssl._compat import all_layers
 from keras_ssl.errors import KerasSSLError
 
 __all__ = [
@@ -227,7 +229,7 @@ def sync_batchnorm(model: keras.Model) -> int:
     True
     """
     count = 0
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = True
             count += 1
@@ -240,9 +242,8 @@ def sync_batchnorm(model: keras.Model) -> int:
 def in_multi_worker_mode(strategy: tf.distribute.Strategy | None = None) -> bool:
     """Whether `strategy` (default: the current one) spans several worker processes."""
     strategy = strategy or tf.distribute.get_strategy()
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
-        strategy.extended._in_multi_worker_mode()
-    )
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        _compat.in_multi_worker_mode(strategy))
 
 
 def reducible_logs(logs: dict, strategy: tf.distribute.Strategy | None = None) -> dict:

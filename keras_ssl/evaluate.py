@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ssl.errors import KerasSSLError
+from keras_ssl.serving import resolve_version
 
 
 def _as_callable(encoder_or_path):
@@ -24,8 +25,6 @@ def _as_callable(encoder_or_path):
         ):
             return lambda x: model.encoder(model.preprocess(x), training=False)
         return lambda x: model(x, training=False)
-    from keras_ssl.export import resolve_version
-
     loaded = tf.saved_model.load(str(resolve_version(encoder_or_path)))
     (name, spec), = loaded.signatures["serving_default"].structured_input_signature[1].items()
 

@@ -300,3 +300,35 @@ def plot_augmented_views(augmenter, images, path, n_views: int = 6, n_images: in
         for v in range(n_views):
             _draw_image(figure.add_subplot(grid[row, v + 1]), views[v, row])
     return _save(figure, path)
+
+
+def write_run_plots(folder, model, data, split, history, knn, before, points: int = 2000) -> list:
+    """The plots of a pretraining run, as PNGs in `folder`: training curves (with the kNN
+    accuracies `knn` by epoch), t-SNE maps of held-out embeddings before (`before`) and after
+    training, augmented views and, for models that reconstruct images, reconstructions."""
+    from keras_ssl import evaluate
+
+    folder = Path(folder)
+    name = f"{type(model).__name__} / {model.encoder.name}"
+    written = []
+    if history is not None and history.history:
+        written.append(plot_history(history, folder / "history.png", knn=knn,
+                                    title=f"{name} on {data.name}"))
+    if split and before is not None:
+        labels = split[3][:points]
+        for file, embeddings, when in (
+            ("tsne_random_init.png", before, "random init"),
+            ("tsne.png", evaluate.embed(model, split[2][:points]), "trained"),
+        ):
+            written.append(plot_embeddings_tsne(
+                embeddings, labels, folder / file, class_names=data.class_names,
+                title=f"{name} ({when}): t-SNE of {len(labels)} held-out {data.name} examples"))
+    images = data.x_test if data.x_test is not None else data.x_train
+    if data.kind == "images" and getattr(model, "augmenter", None) is not None:
+        written.append(plot_augmented_views(model.augmenter, images,
+                                            folder / "augmented_views.png"))
+    if data.kind == "images" and hasattr(model, "reconstruct"):
+        written.append(save_reconstructions(model, images, folder / "reconstructions.png"))
+    if written:
+        print(f"Wrote {', '.join(str(p) for p in written)}")
+    return written

@@ -251,3 +251,57 @@ def _check_model_folder(name: str, base_path) -> None:
             f"Model {name!r}: {str(base_path)!r} holds no integer version folders (1/, 2/, ...). "
             "Give the folder export_encoder wrote, e.g. saved_models/simclr, not a version inside it."
         )
+
+
+def resolve_version(path) -> Path:
+    """A version folder as given, or the newest integer version inside a model folder: the
+    layout TF Serving reads. Anything else is a one-line error that says what was found."""
+    path = Path(path)
+    if not path.exists():
+        raise KerasSSLError(f"No exported encoder at {str(path)!r}: no such folder.")
+    if not path.is_dir():
+        raise KerasSSLError(
+            f"{str(path)!r} is a file, not an exported encoder: give the model folder (e.g. "
+            "saved_models/simclr) or one of its version folders."
+        )
+    if (path / "saved_model.pb").exists():
+        return path
+    versions = sorted((int(p.name) for p in path.iterdir() if p.name.isdigit()), reverse=True)
+    if not versions and path.name.isdigit():
+        raise KerasSSLError(
+            f"{str(path)!r} is a version folder without saved_model.pb: an incomplete export. "
+            "Use another version, or export again."
+        )
+    if not versions:
+        raise KerasSSLError(
+            f"{str(path)!r} holds no SavedModel and no version folders (1/, 2/, ...). Point at a "
+            "folder written by export_encoder."
+        )
+    return path / str(versions[0])
+
+
+def check_fits(path, input_shape, kind: str) -> None:
+    """Fail in one line, before any work, when the encoder exported at `path` cannot embed
+    examples of `input_shape` and `kind` (a text encoder given images, a 16 px encoder given 32 px
+    images, ...)."""
+    version = resolve_version(path)
+    loaded = tf.saved_model.load(str(version))
+    signature = loaded.signatures.get("serving_default")
+    if signature is None:
+        raise KerasSSLError(f"{str(version)!r} has no serving_default signature; export it with "
+                            "keras_ssl.export_encoder.")
+    (name, spec), = signature.structured_input_signature[1].items()
+    takes = "text" if spec.dtype == tf.string else name
+    given = {"images": "images", "vectors": "features", "text": "text"}.get(kind, kind)
+    if takes != given:
+        raise KerasSSLError(
+            f"The encoder at {str(version)!r} takes {takes}, but the data are {kind}. Embed data "
+            "of the kind it was trained on."
+        )
+    expected = tuple(spec.shape[1:])
+    if kind != "text" and None not in expected and expected != tuple(input_shape):
+        raise KerasSSLError(
+            f"The encoder at {str(version)!r} takes {name} of shape {expected}, but the data's "
+            f"are {tuple(input_shape)}. Resize the data to match (--image-size) or use an "
+            "encoder exported for this shape."
+        )

@@ -9,41 +9,10 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_ssl._compat import learning_rate_schedule
 from keras_ssl.data import steps_per_epoch
-from keras_ssl.errors import KerasSSLError
-
-
-@keras.saving.register_keras_serializable(package="keras_ssl")
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """A linear warm-up to `learning_rate` over the first `warmup_fraction` of training, then
-    cosine decay to zero at `total_steps`.
-
-    `total_steps` lives in a variable, so it can be set after the training step has been traced:
-    `fit_within` times a few real steps first and only then knows how many fit in the budget.
-    """
-
-    def __init__(self, learning_rate: float, total_steps: int, warmup_fraction: float = 0.05):
-        self.learning_rate = float(learning_rate)
-        self.warmup_fraction = float(warmup_fraction)
-        self.total_steps = tf.Variable(float(max(int(total_steps), 1)), trainable=False,
-                                       dtype=tf.float32, name="total_steps")
-
-    def set_total_steps(self, steps: int) -> None:
-        self.total_steps.assign(float(max(int(steps), 1)))
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        total = tf.convert_to_tensor(self.total_steps)
-        warmup = tf.maximum(1.0, tf.floor(total * self.warmup_fraction))
-        warming = self.learning_rate * step / warmup
-        progress = tf.clip_by_value((step - warmup) / tf.maximum(total - warmup, 1.0), 0.0, 1.0)
-        decaying = self.learning_rate * 0.5 * (1.0 + tf.cos(math.pi * progress))
-        return tf.where(step < warmup, warming, decaying)
-
-    def get_config(self):
-        return {"learning_rate": self.learning_rate,
-                "total_steps": int(self.total_steps.numpy()),
-                "warmup_fraction": self.warmup_fraction}
+from keras_ssl.schedules import WarmupCosine
+from keras_ssl.validate import check_number
 
 
 def default_optimizer(learning_rate: float = 2e-3, total_steps: int = 1000,
@@ -114,24 +83,25 @@ def seconds_per_step(model: keras.Model, batch, steps: int = 5) -> float:
     return float(sorted(times)[len(times) // 2])
 
 
-def plan_budget(model: keras.Model, x, y=None, *, batch_size: int, minutes: float) -> TimeBudget:
+def plan_budget(model: keras.Model, x, y=None, *, batch_size: int, minutes: float,
+                num_examples: int | None = None) -> TimeBudget:
     """Plan training `model` on `x` (and labels `y`) for `minutes`: set its learning-rate schedule
     to the steps that fit and return the `TimeBudget` callback that ends training on time.
 
-    Times a few steps on a real batch (augmentation included, see `seconds_per_step`). The
+    Times a few steps on a real batch (augmentation included, see `seconds_per_step`); `x` may
+    be just that batch when `num_examples` gives the size of the training set. The
     returned callback's `epochs` is what to pass to `fit`; it stops at the planned step count,
     or earlier if the steps turn out slower than timed, so the schedule ends where training does.
 
     >>> budget = plan_budget(model, x, batch_size=256, minutes=10)  # doctest: +SKIP
     >>> model.fit(dataset, epochs=budget.epochs, callbacks=[budget])  # doctest: +SKIP
     """
-    if not minutes or minutes <= 0:
-        raise KerasSSLError(f"A time budget must be a positive number of minutes, got {minutes}.")
+    check_number(minutes, "A time budget (minutes)", above=0)
     n = min(batch_size, len(x))
     step = seconds_per_step(model, (x[:n],) if y is None else (x[:n], y[:n]))
     steps = max(1, round(minutes * 60 / step))
-    per_epoch = steps_per_epoch(len(x), batch_size)
-    schedule = getattr(model.optimizer, "_learning_rate", None)
+    per_epoch = steps_per_epoch(num_examples or len(x), batch_size)
+    schedule = learning_rate_schedule(model.optimizer)
     if isinstance(schedule, WarmupCosine):
         schedule.set_total_steps(steps)
     return TimeBudget(minutes * 60, max_steps=steps, epochs=math.ceil(steps / per_epoch))

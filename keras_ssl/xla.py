@@ -22,36 +22,13 @@ True
 
 from __future__ import annotations
 
+from keras_ssl._compat import concrete_functions, traced_functions
 from keras_ssl.errors import KerasSSLError
 
 __all__ = ["require_xla", "step_functions", "xla_compiled"]
 
 _STEP_NAME = "one_step_on_data"
 _KINDS = ("train", "test", "predict")
-
-
-def _traced_functions(function):
-    """The `tf.function`s a Keras step function closes over (one level of closures down)."""
-    seen, found = set(), []
-    stack = [function]
-    while stack:
-        fn = stack.pop()
-        if id(fn) in seen:
-            continue
-        seen.add(id(fn))
-        if hasattr(fn, "_list_all_concrete_functions"):
-            found.append(fn)
-        for cell in getattr(fn, "__closure__", None) or ():
-            try:
-                value = cell.cell_contents
-            except ValueError:  # an empty cell
-                continue
-            if callable(value):
-                stack.append(value)
-        wrapped = getattr(fn, "__wrapped__", None)
-        if wrapped is not None:
-            stack.append(wrapped)
-    return found
 
 
 def step_functions(model, kind: str = "train") -> dict[str, bool]:
@@ -67,8 +44,8 @@ def step_functions(model, kind: str = "train") -> dict[str, bool]:
     if function is None:
         return {}
     result = {}
-    for traced in _traced_functions(function):
-        for concrete in traced._list_all_concrete_functions():
+    for traced in traced_functions(function):
+        for concrete in concrete_functions(traced):
             graph_def = concrete.graph.as_graph_def()
             candidates = [(concrete.name, concrete.function_def.attr)] if hasattr(
                 concrete, "function_def") else []

@@ -49,7 +49,7 @@ def _bad_npz(tmp_path, name, **arrays):
         (["--method", "simclrr"], "Unknown method 'simclrr'. Did you mean 'simclr'"),
         (["--data", "./no/such/folder"], "No such file or folder"),
         (["--batch-size", "1"], "--batch-size 1 is too small"),
-        (["--epochs", "-1"], "--epochs must be 0 or more"),
+        (["--epochs", "-1"], "--epochs must be an integer of at least 0, got -1"),
         (["--encoder", "vgg"], "Unknown encoder"),
     ],
 )

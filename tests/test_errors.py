@@ -43,6 +43,7 @@ class Case:
     warns: bool = False  # the API call warns instead of raising
     also: str = ""  # other tests that check the same input
     cli_match: str = ""  # when the command line words it differently
+    command: str = "pretrain"  # the keras-ssl command the `cli` arguments go to
 
 
 # ----- the workspace: bad files and folders, an existing export and checkpoint folder --------------
@@ -70,6 +71,12 @@ def _make_workspace(root: Path) -> Path:
     (root / "broken_image").mkdir()
     (root / "broken_image" / "broken.png").write_bytes(b"\x89PNG not really")
     (root / "a_file").write_text("keep me")
+    np.savez(root / "inf_vectors.npz", x=np.array([[0.0, np.inf]] * 8, np.float32))
+    np.savez(root / "labelled32.npz", x=rng.integers(0, 256, (40, 32, 32, 1), dtype=np.uint8),
+             y=np.arange(40) % 2)
+    latin1 = "Caf\xe9 cr\xe8me " + " ".join(f"word{i}" for i in range(40)) + ". "
+    (root / "latin1.txt").write_bytes(latin1.encode("latin-1") * 20)
+    (root / "empty_version" / "3").mkdir(parents=True)
     keras.utils.set_random_seed(0)
     export.export_encoder(encoders.ConvNet((16, 16, 1), width=4), root / "exported")
     # A real checkpoint folder, of a run of another model.
@@ -203,9 +210,9 @@ CASES = [
     Case("permutations", "more jigsaw permutations than 9! allows", "only 9! = 362880 permutations",
          api=lambda ws: keras_ssl.Jigsaw(_convnet(48), grid=3, permutations=400_000),
          also="test_pretext.py::test_jigsaw_permutations_errors_say_the_limits"),
-    Case("learning-rate", "a learning rate <= 0", "--learning-rate must be positive",
+    Case("learning-rate", "a learning rate <= 0", "--learning-rate must be > 0",
          cli=["--learning-rate", "0"]),
-    Case("epochs", "negative epochs", "--epochs must be 0 or more", cli=["--epochs", "-1"],
+    Case("epochs", "negative epochs", "--epochs must be an integer of at least 0", cli=["--epochs", "-1"],
          also="test_cli.py::test_bad_arguments_get_one_line_and_exit_2"),
     Case("checkpoint-file", "a checkpoint path that is a file", "is an existing file",
          api=lambda ws: checkpoint.TrainingCheckpoint(ws / "a_file"),
@@ -218,6 +225,41 @@ CASES = [
          "The training loss became", api=lambda ws: _diverge(ws),
          also="test_guards.py::test_cli_learning_rate_1e10_is_one_line_and_keeps_the_last_good_"
               "checkpoint, test_guards.py::test_inf_in_the_data_stops_at_the_step_that_sees_it"),
+    Case("minutes-nan", "a time budget that is not a finite number (--minutes nan / inf)",
+         "is not a finite number", cli=["--minutes", "nan"]),
+    Case("learning-rate-nan", "a learning rate that is NaN", "is not a finite number",
+         cli=["--learning-rate", "nan"]),
+    Case("eval-examples", "a negative number of evaluation examples",
+         "--eval-examples must be an integer of at least 1", cli=["--eval-examples", "-5"],
+         api=lambda ws: keras_ssl.pretrain(data=ws / "unlabelled.npz", eval_examples=-5)),
+    Case("width", "an encoder width of 0", "--width must be an integer of at least 1",
+         cli=["--width", "0"], api=lambda ws: keras_ssl.pretrain(width=0)),
+    Case("unknown-flag", "an argument the command does not know (argparse)",
+         "unrecognized arguments: --epoks", cli=["--epoks", "3"]),
+    Case("inf-vectors", "inf in feature vectors", "NaN or infinite values",
+         api=lambda ws: data.load(ws / "inf_vectors.npz"), cli=["--data", "{ws}/inf_vectors.npz"]),
+    Case("evaluate-file", "keras-ssl evaluate / embed on a path that is a file",
+         "is a file, not an exported encoder", command="evaluate",
+         cli=["{ws}/a_file", "--data", "digits"],
+         api=lambda ws: keras_ssl.serving.resolve_version(ws / "a_file")),
+    Case("evaluate-incomplete", "a version folder without saved_model.pb",
+         "is a version folder without saved_model.pb", command="evaluate",
+         cli=["{ws}/empty_version/3", "--data", "digits"],
+         api=lambda ws: keras_ssl.serving.resolve_version(ws / "empty_version" / "3")),
+    Case("evaluate-shape", "an export of another image size than the data",
+         "takes images of shape (16, 16, 1), but the data's are (32, 32, 1)", command="evaluate",
+         cli=["{ws}/exported", "--data", "{ws}/labelled32.npz"],
+         api=lambda ws: keras_ssl.serving.check_fits(ws / "exported", (32, 32, 1), "images")),
+    Case("evaluate-kind", "an image export given feature vectors", "takes images, but the data "
+         "are vectors", command="embed",
+         cli=["{ws}/exported", "--data", "digits_vectors", "--out", "{ws}/e.npz"],
+         api=lambda ws: keras_ssl.serving.check_fits(ws / "exported", (64,), "vectors")),
+    Case("embed-out-folder", "keras-ssl embed --out into a folder that does not exist",
+         "does not exist", command="embed",
+         cli=["{ws}/exported", "--data", "digits", "--out", "{ws}/no/such/folder/e.npz"]),
+    Case("not-utf8", "a .txt file that is not UTF-8", "is not UTF-8",
+         api=lambda ws: keras_ssl.data.text.load(ws / "latin1.txt", test_fraction=0),
+         warns=True),
 ]
 API_CASES = [c for c in CASES if c.api is not None]
 CLI_CASES = [c for c in CASES if c.cli is not None]
@@ -250,6 +292,8 @@ def _api_message(case: Case, ws: Path) -> str:
 
 def _cli_args(case: Case, ws: Path) -> list[str]:
     args = [a.replace("{ws}", str(ws)) for a in case.cli]
+    if case.command != "pretrain":
+        return [case.command, *args]
     # Every failing run gets the existing export and checkpoint folders, to show they survive.
     if "--export" not in args:
         args += ["--export", str(ws / "exported")]

@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import REPO
 
@@ -39,3 +40,21 @@ def test_import_with_another_keras_backend_says_how_to_fix_it():
     )
     assert result.returncode != 0
     assert "TensorFlow backend" in result.stderr and "KERAS_BACKEND" in result.stderr
+
+
+def test_imports_point_down_the_layers():
+    """import-linter's contract in pyproject.toml: no cycle, no upward import."""
+    import shutil
+
+    lint = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    result = subprocess.run([lint], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "KEPT" in result.stdout
+
+
+def test_modules_stay_small():
+    """One idea per module: the command line under 250 lines, no library module over 500."""
+    sizes = {p.relative_to(REPO).as_posix(): len(p.read_text().splitlines())
+             for p in (REPO / "keras_ssl").rglob("*.py")}
+    assert sizes["keras_ssl/cli.py"] < 250
+    assert not {name: n for name, n in sizes.items() if n > 500}

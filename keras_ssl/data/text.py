@@ -33,6 +33,7 @@ import dataclasses
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 
 import keras
@@ -350,10 +351,21 @@ def _pydoc_documents() -> list[str]:
 
 
 def _read_text_file(path: Path) -> str:
+    """The file's text: UTF-8, or Latin-1 (every byte a character) with a warning when it is not
+    UTF-8, so nothing is replaced silently."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        raw = path.read_bytes()
     except OSError as e:
         raise KerasSSLError(f"Could not read the text file {path}: {e.strerror}.") from e
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        warnings.warn(
+            f"{path} is not UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r}); reading it as "
+            "Latin-1. Convert it to UTF-8 (iconv -f LATIN1 -t UTF-8) if that is wrong.",
+            stacklevel=2,
+        )
+        return raw.decode("latin-1")
 
 
 def _read_source(source, *, data_dir, download, test_fraction, max_examples):

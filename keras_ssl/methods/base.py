@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from keras.src.losses.loss import scale_loss_for_distribution
 
 from keras_ssl import encoders
+from keras_ssl._compat import scale_loss_for_distribution
 from keras_ssl.augment import to_float_images
 from keras_ssl.distribute import reducible_logs
 from keras_ssl.errors import KerasSSLError
@@ -151,7 +151,7 @@ class SelfSupervisedModel(keras.Model):
         self.loss_tracker.update_state(loss)
         return self._results(with_probe=labels is not None)
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):  # _compat.SYMBOLIC_BUILD
         # Under a strategy, Keras 3.15 all-reduces (MEAN) the first distributed batch only to
         # learn its structure; MultiWorkerMirroredStrategy's collectives have no uint8 kernel, so
         # uint8 images failed there. The first replica's batch has the same shapes and dtypes.
@@ -311,6 +311,22 @@ class SelfSupervisedModel(keras.Model):
             )
 
     min_batch_size: int = 1
+
+    # ----- building from data -----------------------------------------------------------------
+    @classmethod
+    def from_data(cls, encoder: keras.Model, data, **options) -> SelfSupervisedModel:
+        """The method for `encoder` on `data` (a `keras_ssl.data.SSLData`): what
+        `keras_ssl.pretrain` builds. Methods that need facts of the data (a vocabulary) override
+        it; the others take the encoder and `options` only."""
+        return cls(encoder, **options)
+
+    baseline_label: str = "baseline"
+
+    @classmethod
+    def baseline_scores(cls, data) -> dict | None:
+        """Held-out scores of a trivial predictor on `data`, printed beside the method's own
+        (e.g. always the most frequent token); None when the method has none."""
+        return None
 
     # ----- export -----------------------------------------------------------------------------
     def serving_model(self) -> keras.Model:

@@ -6,6 +6,7 @@ import math
 import numbers
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_ssl import losses, pretext
@@ -115,6 +116,24 @@ class MaskedLanguageModel(SelfSupervisedModel):
         self.head.build((None, None, self.feature_dim))
         self.pooling = MaskedMeanPooling(name="pooling")
         self.accuracy_tracker = keras.metrics.Mean(name="masked_token_accuracy")
+
+    @classmethod
+    def from_data(cls, encoder, data, **options):
+        """The model for `data` (a `keras_ssl.data.TextData`): its vocabulary and vectorizer."""
+        return cls(encoder, vocab_size=data.vocab_size, mask_token_id=data.mask_token_id,
+                   first_token_id=data.first_token_id, vectorizer=data.vectorizer, **options)
+
+    baseline_label = "most frequent token"
+
+    @classmethod
+    def baseline_scores(cls, data) -> dict | None:
+        """Masked-token accuracy of always guessing the training text's most frequent word."""
+        if data.x_test is None:
+            return None
+        train = data.x_train[data.x_train >= data.first_token_id]
+        held_out = data.x_test[data.x_test >= data.first_token_id]
+        hits = np.mean(held_out == np.bincount(train).argmax()) if held_out.size else 0.0
+        return {"masked_token_accuracy": float(hits)}
 
     def _vectorizer_config(self, vectorizer) -> dict:
         if not isinstance(vectorizer, keras.layers.TextVectorization):

@@ -1,0 +1,115 @@
+"""keras_ssl.pretrain: the pipeline the command line runs, as a library call."""
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import keras_ssl
+from keras_ssl.cli import main
+from keras_ssl.methods import METHODS
+
+# Each method once through the command line and once through keras_ssl.pretrain; these run in the
+# default suite, the rest with -m slow.
+FAST = {"simclr", "rotnet", "mlm"}
+TEXT = "The if statement is used for conditional execution. " * 3
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    rng = np.random.default_rng(0)
+    np.savez(root / "images.npz", x=rng.integers(0, 256, (48, 16, 16, 1), dtype=np.uint8),
+             y=np.arange(48) % 3)
+    words = " ".join(f"word{i % 37} and the {i % 11} of" for i in range(3000))
+    (root / "notes.txt").write_text(TEXT + words)
+    return root
+
+
+def _arguments(method, sources):
+    cls, _ = METHODS[method]
+    if "text" in cls.input_kinds:
+        return dict(data=str(sources / "notes.txt"), batch_size=8, width=16, sequence_length=16,
+                    vocab_size=200)
+    return dict(data=str(sources / "images.npz"), batch_size=16, encoder="convnet", width=4)
+
+
+def _cli_flags(options):
+    flags = []
+    for name, value in options.items():
+        flags += [f"--{name.replace('_', '-')}", str(value)]
+    return flags
+
+
+def _weights(folder):
+    model = keras_ssl.load_encoder(folder)
+    return [w for w in model.get_weights()]
+
+
+@pytest.mark.parametrize("method", [
+    m if m in FAST else pytest.param(m, marks=pytest.mark.slow) for m in sorted(METHODS)])
+def test_pretrain_gives_the_weights_of_the_command_line(method, sources, tmp_path):
+    options = _arguments(method, sources)
+    assert main(["pretrain", "--method", method, *_cli_flags(options), "--epochs", "2",
+                 "--seed", "3", "--export", str(tmp_path / "cli"), "--verbose", "0"]) == 0
+    result = keras_ssl.pretrain(method, **options, epochs=2, seed=3, export=tmp_path / "api",
+                                verbose=0, report=False)
+    assert result.export_path == tmp_path / "api" / "1"
+    cli, api = _weights(tmp_path / "cli"), _weights(tmp_path / "api")
+    assert len(cli) == len(api) > 0
+    for a, b in zip(cli, api, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in
+                   zip(api, keras_ssl.pretrain(method, **options, epochs=0, seed=3, verbose=0,
+                                               report=False).model.encoder.get_weights(),
+                       strict=True)), "training changed nothing"
+    keras.backend.clear_session()
+
+
+class _Epochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(dict(logs))
+
+
+def test_the_result_holds_the_run(sources):
+    counter = _Epochs()
+    result = keras_ssl.pretrain("simclr", str(sources / "images.npz"), encoder="convnet", width=4,
+                                batch_size=16, epochs=2, eval_examples=30, callbacks=[counter],
+                                method_options={"temperature": 0.3}, verbose=0, report=False)
+    assert len(counter.seen) == 2 and "loss" in counter.seen[0]
+    assert result.model.temperature == 0.3
+    assert result.steps == 2 * result.steps_per_epoch == 4
+    assert set(result.before) == set(result.after) == {"knn_accuracy", "linear_probe_accuracy"}
+    table = result.table()
+    assert "random init" in table and "trained (2 epochs)" in table and "kNN accuracy" in table
+    assert result.export_path is None and len(result.history.history["loss"]) == 2
+
+
+def test_image_size_resizes_a_folder_of_mixed_sizes(tmp_path):
+    rng = np.random.default_rng(1)
+    for i, size in enumerate([(20, 24), (32, 32), (18, 30)] * 6):
+        folder = tmp_path / "photos" / f"class{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    result = keras_ssl.pretrain("rotnet", tmp_path / "photos", image_size=16, encoder="convnet",
+                                width=4, batch_size=8, epochs=1, evaluate_scores=False, verbose=0,
+                                report=False)
+    assert result.model.encoder.input_shape == (None, 16, 16, 3)
+
+
+def test_set_options_reach_the_method_and_its_views(sources, capsys):
+    assert main(["pretrain", "--data", str(sources / "images.npz"), "--encoder", "convnet",
+                 "--width", "4", "--batch-size", "16", "--epochs", "0", "--set", "temperature=0.3",
+                 "--set", "strength=1.0", "--set", "min_crop_area=0.2", "--verbose", "0"]) == 0
+    model = keras_ssl.pipeline.build_model(
+        "simclr", keras_ssl.data.load(str(sources / "images.npz")),
+        method_options=keras_ssl.pipeline.parse_method_options(
+            ["temperature=0.3", "min_crop_area=0.2"]))
+    assert model.temperature == 0.3 and model.augmenter.augmentations[0].scale == (0.2, 1.0)
+    assert main(["pretrain", "--data", str(sources / "images.npz"), "--set", "grid=3",
+                 "--epochs", "0", "--verbose", "0"]) == 2
+    assert "--method simclr" in capsys.readouterr().err
