@@ -30,7 +30,15 @@ def tiny_method(name, seed=0):
         kwargs.update(hidden_dim=None)
     elif name == "jigsaw":
         kwargs.update(grid=2, permutations=4, tile_size=8, hidden_dim=8)
-    model = cls(encoders.ConvNet((size, size, 1), width=4), seed=seed, **kwargs)
+    elif name in ("byol", "simsiam", "barlow_twins", "vicreg", "nnclr"):
+        kwargs.update(projection_dim=8, hidden_dim=16, **({"queue_size": 16} if name == "nnclr" else {}))
+    elif name == "dino":
+        kwargs.update(output_dim=16, hidden_dim=16, bottleneck_dim=8, num_local_views=2)
+    encoder = encoders.ConvNet((size, size, 1), width=4)
+    if name == "mae":  # MAE drops patches: it needs a ViT
+        encoder = encoders.ViT((size, size, 1), hidden_dim=8, num_layers=1, num_heads=2, mlp_dim=16)
+        kwargs.update(decoder_dim=8)
+    model = cls(encoder, seed=seed, **kwargs)
     x = rng.integers(0, 256, (BATCH, size, size, 1), dtype="uint8")
     y = (np.arange(BATCH) % 2).astype("int64") if cls.needs_labels else None
     return model, x, y

@@ -60,3 +60,9 @@ from keras_ssl.augment.series import (  # noqa: E402
 
 __all__ += ["ChannelMask", "Jitter", "MagnitudeWarp", "Scaling", "SegmentPermutation",
             "SeriesAugmentation", "TimeWarp", "WindowCrop", "series", "validate_series"]
+
+# Multi-crop views (DINO) and MAE's crop-and-flip.
+from keras_ssl.augment import multicrop  # noqa: E402
+from keras_ssl.augment.multicrop import MultiCrop, mae  # noqa: E402
+
+__all__ += ["MultiCrop", "mae", "multicrop"]

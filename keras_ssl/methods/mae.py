@@ -64,6 +64,8 @@ class MAE(SelfSupervisedModel):
     """
 
     min_batch_size = 1
+    # The encoder to build when none is given (a ViT: MAE drops patches from its input).
+    default_encoder = "vit_tiny"
 
     def __init__(self, encoder, augmenter=None, *, mask_ratio=0.75, decoder_dim=64,
                  decoder_depth=1, decoder_heads=2, norm_pix_loss=True, seed=None, **kwargs):
