@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_ssl import evaluate
 from keras_ssl.errors import KerasSSLError
 
 
 def _as_labelled_pair(data, name: str):
+    if isinstance(data, tf.data.Dataset):
+        return data, None  # batches of (inputs, labels), embedded batch by batch
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise KerasSSLError(
             f"KNNMonitor {name} must be a pair (x, y) of arrays, got {type(data).__name__}."
@@ -40,8 +43,10 @@ class KNNMonitor(keras.callbacks.Callback):
     (1-based) to its accuracy.
 
     Args:
-        train_data: `(x, y)` labelled examples (raw inputs: uint8 images or float vectors).
-        val_data: `(x, y)` labelled held-out examples to score.
+        train_data: `(x, y)` labelled examples (raw inputs: uint8 images or float vectors), or a
+            `tf.data.Dataset` of `(inputs, labels)` batches (a stream: embedded batch by batch,
+            read again at each evaluation; keep it to a bounded sample).
+        val_data: `(x, y)` labelled held-out examples to score, or such a dataset.
         every_n_epochs: evaluate every this many epochs; embedding is the cost, so a few epochs
             apart keeps it cheap.
         k: neighbours that vote.
@@ -76,7 +81,8 @@ class KNNMonitor(keras.callbacks.Callback):
         self.temperature = temperature
         self.batch_size = batch_size
         self.verbose = verbose
-        self.num_classes = int(max(self.train_y.max(), self.val_y.max())) + 1
+        self.num_classes = (None if self.train_y is None or self.val_y is None
+                            else int(max(self.train_y.max(), self.val_y.max())) + 1)
         self.scores: dict[int, float] = {}
         self._embed_fn = None
 
@@ -91,9 +97,9 @@ class KNNMonitor(keras.callbacks.Callback):
     def score(self) -> float:
         """kNN accuracy of the model's current embeddings of `val_data`."""
         fn = self._embed_fn or evaluate.embedding_function(self.model)
-        train = evaluate.embed_with(fn, self.train_x, self.batch_size)
-        val = evaluate.embed_with(fn, self.val_x, self.batch_size)
-        return evaluate.knn_accuracy(train, self.train_y, val, self.val_y, k=self.k,
+        train, train_y = evaluate._embedded(fn, self.train_x, self.train_y, self.batch_size)
+        val, val_y = evaluate._embedded(fn, self.val_x, self.val_y, self.batch_size)
+        return evaluate.knn_accuracy(train, train_y, val, val_y, k=self.k,
                                      temperature=self.temperature, num_classes=self.num_classes)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -52,13 +52,15 @@ from keras_ssl.data.base import (
     to_dataset,
 )
 from keras_ssl.data.convert import check_image_size
-from keras_ssl.data.folder import load_image_folder
+from keras_ssl.data.folder import load_image_folder, load_image_source
 from keras_ssl.data.idx import find_idx_files, load_idx_folder
+from keras_ssl.data.stream import StreamData
 from keras_ssl.data.text import TextData
 from keras_ssl.data.tfds import TFDS_NAME, is_tfds_builder, load_tfds, tfds_base
+from keras_ssl.data.tfrecord import load_tfds_source
 from keras_ssl.errors import KerasSSLError
 
-__all__ = ["IMAGE_EXTENSIONS", "Position", "SSLData", "resumable_dataset", "TextData", "load", "load_text", "steps_per_epoch", "text",
+__all__ = ["IMAGE_EXTENSIONS", "Position", "SSLData", "StreamData", "resumable_dataset", "TextData", "load", "load_text", "steps_per_epoch", "text",
            "to_dataset"]
 
 load_text = text.load
@@ -73,7 +75,11 @@ def load(
     image_size: int | tuple[int, int] | None = None,
     max_examples: int | None = None,
     download: bool = False,
-) -> SSLData:
+    stream: bool | None = None,
+    cache: bool | str | os.PathLike = False,
+    on_bad_file: str = "skip",
+    workers=None,
+) -> SSLData | StreamData:
     """Load a data source into an `SSLData` (see the module docstring for the accepted sources).
 
     Args:
@@ -93,6 +99,17 @@ def load(
             shrinks in proportion.
         download: for tfds names only: download and prepare the data set when it is not prepared
             yet (needs internet). Off by default, because offline tfds retries for minutes.
+        stream: for image folders, files, globs, TFRecords and tfds sets: True reads them batch by
+            batch from storage (a `StreamData`); False decodes them into memory (an `SSLData`);
+            None (the default) streams when the decoded images would take more than
+            `stream.STREAM_THRESHOLD_BYTES` (1 GiB; TFRecords always stream).
+        cache: with a stream: True decodes it once into memory (an `SSLData`, decoded in parallel
+            by tf.data); a file path decodes the training images once into tf.data's file cache
+            there, and later epochs read them back instead of decoding again.
+        on_bad_file: a stream skips a file it cannot read or decode ("skip": counted, the first
+            few named in the log) or stops with its name ("raise").
+        workers: `(index, count)` of this worker in a multi-worker run, for streams (each worker
+            reads its own files); None reads the cluster from `TF_CONFIG`.
 
     Images come back as uint8 `[N, H, W, C]` with C in {1, 3}; vectors as float32 `[N, F]`;
     labels as int64 class indices.
@@ -128,6 +145,11 @@ def load(
         return series_source.load(source, test_fraction=float(test_fraction), seed=int(seed),
                                   max_examples=max_examples)
 
+    stream_opts = dict(stream=stream, cache=cache, on_bad_file=on_bad_file, workers=workers)
+    if isinstance(source, (tuple, list)) and source and all(
+        isinstance(s, (str, os.PathLike)) for s in source
+    ):
+        return load_image_source(source, **stream_opts, **opts)
     if isinstance(source, (np.ndarray, tuple, list, Mapping)):
         return load_arrays(as_array_dict(source), name="arrays", **opts)
     if not isinstance(source, (str, os.PathLike)):
@@ -142,9 +164,12 @@ def load(
     if text == "digits_vectors":
         return load_digits_vectors(**opts)
     path = Path(text).expanduser()
+    if path.is_dir() and find_idx_files(path)["x_train"] is not None:
+        return load_idx_folder(path, **opts)
+    images = load_image_source(text, **stream_opts, **opts)  # folders, files, globs, TFRecords
+    if images is not None:
+        return images
     if path.is_dir():
-        if find_idx_files(path)["x_train"] is not None:
-            return load_idx_folder(path, **opts)
         return load_image_folder(path, **opts)
     if path.exists():
         suffix = path.suffix.lower()
@@ -154,5 +179,9 @@ def load(
             f"Don't know how to read {text!r} (a {suffix or 'suffix-less'} file). {SOURCES_HELP}"
         )
     if TFDS_NAME.fullmatch(text) and ("/" not in text or is_tfds_builder(tfds_base(text))):
+        streamed = load_tfds_source(text, data_dir=data_dir, download=download,
+                                    image_size=size, max_examples=max_examples, **stream_opts)
+        if streamed is not None:
+            return streamed
         return load_tfds(text, data_dir=data_dir, download=download, **opts)
     raise KerasSSLError(f"No such file or folder: {text!r}. {SOURCES_HELP}")
