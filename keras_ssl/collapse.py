@@ -1,12 +1,14 @@
 """`CollapseMonitor`: is the representation collapsing? Two numbers on a fixed batch every epoch.
 
 - `embedding_std`: the standard deviation over the batch of the L2-normalised embeddings,
-  averaged over dimensions (SimSiam, section 4.1). A collapsed encoder maps every image to the
-  same vector: 0. Embeddings spread evenly over the unit sphere of `d` dimensions give about
-  1/sqrt(d).
-- `effective_rank`: exp of the entropy of the normalised singular values of the embedding matrix
-  (Roy & Vetterli 2007; RankMe, Garrido et al. 2023): between 1 (everything on one line) and
-  min(batch, d). Dimensional collapse shows as a rank far below d even when the std looks fine.
+  averaged over dimensions (SimSiam, section 4.1), here after subtracting the batch mean (the
+  pooled ReLU features of a healthy convnet all share the positive orthant). A collapsed encoder
+  maps every image to the same vector: 0. Embeddings spread evenly over the `d` dimensions give
+  about 1/sqrt(d).
+- `effective_rank`: exp of the entropy of the normalised singular values of the same matrix
+  (Roy & Vetterli 2007; RankMe, Garrido et al. 2023): 0 when every embedding is the same, 1 when
+  they vary along one line, up to min(batch, d). Dimensional collapse shows as a rank far below
+  d even when the std looks fine.
 
 Both are written into the epoch's logs, so the progress bar, `History`, TensorBoard and
 CSVLogger placed after the monitor in the callback list see them; `warnings.warn` is called
@@ -24,17 +26,28 @@ import numpy as np
 from keras_ssl.errors import KerasSSLError
 
 
-def embedding_std(embeddings) -> float:
-    """Mean over dimensions of the batch standard deviation of the L2-normalised rows."""
+def _centred_unit_rows(embeddings) -> np.ndarray:
+    """Rows minus the batch mean, scaled to unit norm; rows that were (numerically) the mean are 0.
+
+    Centring first matters for encoders ending in ReLU + pooling: their features all lie in the
+    positive orthant, so uncentred directions look alike even when the encoder is healthy.
+    """
     z = np.asarray(embeddings, dtype=np.float64)
-    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-    return float(z.std(axis=0).mean())
+    scale = max(float(np.abs(z).max(initial=0.0)), 1e-30)
+    z = z - z.mean(axis=0)
+    norms = np.linalg.norm(z, axis=1, keepdims=True)
+    keep = norms > 1e-6 * scale * math.sqrt(z.shape[1])
+    return np.where(keep, z / np.where(keep, norms, 1.0), 0.0)
+
+
+def embedding_std(embeddings) -> float:
+    """Mean over dimensions of the batch standard deviation of the centred, L2-normalised rows."""
+    return float(_centred_unit_rows(embeddings).std(axis=0).mean())
 
 
 def effective_rank(embeddings) -> float:
-    """exp(entropy of the singular values normalised to sum to 1) of the L2-normalised rows."""
-    z = np.asarray(embeddings, dtype=np.float64)
-    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    """exp(entropy of the normalised singular values) of the centred, L2-normalised rows."""
+    z = _centred_unit_rows(embeddings)
     singular = np.linalg.svd(z, compute_uv=False)
     total = singular.sum()
     if total <= 0:

@@ -18,7 +18,9 @@ def test_statistics_on_known_embeddings():
     assert effective_rank(spread) == pytest.approx(16, rel=0.1)
     collapsed = np.tile(rng.normal(size=(1, 16)), (100, 1))
     assert embedding_std(collapsed) == pytest.approx(0.0, abs=1e-7)
-    assert effective_rank(collapsed) == pytest.approx(1.0, abs=1e-6)
+    assert effective_rank(collapsed) == 0.0
+    line = np.outer(rng.normal(size=100), rng.normal(size=16)) + 3.0  # one direction of variation
+    assert effective_rank(line) == pytest.approx(1.0, abs=1e-6)
     # Dimensional collapse: spread over 2 of 16 dimensions only.
     flat = np.zeros((1000, 16))
     flat[:, :2] = rng.normal(size=(1000, 2))
