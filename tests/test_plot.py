@@ -9,7 +9,6 @@ from matplotlib import colormaps
 from matplotlib.image import imread
 from threadpoolctl import threadpool_limits
 
-import keras_ssl
 from keras_ssl import augment, plot
 from keras_ssl.cli import main
 from keras_ssl.errors import KerasSSLError
@@ -112,7 +111,6 @@ def test_cli_plots_writes_every_picture(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not hasattr(keras_ssl, "AutoEncoder"), reason="no AutoEncoder")
 def test_cli_plots_draws_reconstructions_for_autoencoders(tmp_path):
     folder = tmp_path / "plots"
     assert main(["pretrain", "--method", "masked", "--data", "digits", "--max-examples", "128",

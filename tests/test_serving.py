@@ -151,7 +151,6 @@ def test_vector_encoder_warmup_uses_the_features_input(tmp_path):
     assert requests[0].inputs["features"].dtype == tf.float32.as_datatype_enum
 
 
-@pytest.mark.skipif(not hasattr(keras_ssl, "MaskedLanguageModel"), reason="no text methods")
 def test_text_encoder_warmup_sends_sentences_the_signature_accepts(tmp_path):
     data = keras_ssl.data.text.load("pydoc", vocab_size=200, sequence_length=16, max_examples=32)
     encoder = encoders.TransformerEncoder(data.vocab_size, 16, embed_dim=8, num_heads=2,
@@ -243,9 +242,9 @@ def test_rest_client_without_a_server_says_how_to_start_one(capsys):
 
 
 def test_grpc_client_against_a_fake_prediction_service(exported):
-    grpc = pytest.importorskip("grpc")
     from concurrent import futures
 
+    import grpc  # installed with tensorflow-serving-api, a dependency
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     model, _, version, _ = exported
