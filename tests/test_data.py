@@ -644,3 +644,44 @@ def test_ssldata_checks_itself():
         data.SSLData(x, kind="text")
     d = data.SSLData(x, y)
     assert "uint8[10, 8, 8, 3]" in repr(d)
+
+
+# --------------------------------------------------------------------------------------------
+# Small fixtures cut from the real files (tests/fixtures/make_fixtures.py): the readers are
+# checked on real bytes even where ../shared/data is missing (CI).
+# --------------------------------------------------------------------------------------------
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def test_real_fashion_mnist_bytes_from_the_fixture():
+    folder = FIXTURES / "fashion-mnist-head"
+    d = data.load(str(folder))
+    assert d.x_train.shape == (40, 28, 28, 1) and d.x_test.shape == (10, 28, 28, 1)
+    assert d.x_train.dtype == np.uint8
+    # The published labels of the first examples, and the pixels' digests.
+    assert d.y_train[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+    assert d.y_test.tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
+    assert hashlib.md5(d.x_train.tobytes()).hexdigest() == "b5baa962d5dd02080d910f469dbcf195"
+    assert hashlib.md5(d.x_test.tobytes()).hexdigest() == "f581a5e09947af53dd0cbc2942c1d829"
+    # Re-serialised, what was parsed is the file byte for byte.
+    for name, array in {"train-images": d.x_train[..., 0], "t10k-labels": d.y_test}.items():
+        kind = "idx3" if "images" in name else "idx1"
+        raw = gzip.decompress((folder / f"{name}-{kind}-ubyte.gz").read_bytes())
+        assert idx_bytes(array.astype(np.uint8)) == raw, name
+    if FASHION.is_dir():  # the fixture is the head of the real data set
+        full = data.load(str(FASHION))
+        np.testing.assert_array_equal(full.x_train[:40], d.x_train)
+        np.testing.assert_array_equal(full.y_test[:10], d.y_test)
+
+
+def test_real_cifar10_jpegs_from_the_fixture(tmp_path):
+    with tarfile.open(FIXTURES / "cifar10-jpg-head.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    d = data.load(str(tmp_path / "train"), test_fraction=0)
+    assert d.class_names == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                             "horse", "ship", "truck"]
+    assert d.x_train.shape == (30, 32, 32, 3) and d.x_train.dtype == np.uint8
+    assert np.bincount(d.y_train).tolist() == [3] * 10
+    # Colour order and decoding: the channel means of these 30 images (RGB, not BGR).
+    np.testing.assert_allclose(d.x_train.reshape(-1, 3).mean(0) / 255, (0.470, 0.437, 0.400),
+                               atol=0.01)
