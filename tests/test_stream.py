@@ -448,3 +448,22 @@ def test_knn_in_chunks_equals_knn_in_one_piece():
     for chunk in (1, 7, 64, 499):
         assert evaluate.knn_accuracy(bank, bank_y, queries, query_y, k=20, batch_size=9,
                                      bank_chunk=chunk) == whole
+
+
+@pytest.mark.slow  # starts TensorFlow in five child processes
+def test_the_streaming_benchmark_runs_in_quick_mode(tmp_path):
+    if not (REPO.parent / "shared" / "data" / "cifar10" / "cifar10-train-jpg.tar.gz").exists():
+        pytest.skip("needs the CIFAR-10 JPEG tarball in ../shared")
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "streaming.py"), "--quick", "--work",
+         str(tmp_path / "work"), "--json", str(out)],
+        capture_output=True, text=True, timeout=900,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    paths = [row["path"] for row in figures["first_step"]]
+    assert paths == ["stream", "stream", "in memory"]
+    assert [row["kind"] for row in figures["first_step"]] == ["StreamData"] * 2 + ["SSLData"]
+    assert figures["throughput"][0]["ratio"] > 0 and figures["decode"][0]["img_s"] > 0
+    assert "| stream |" in done.stdout
