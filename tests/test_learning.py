@@ -8,10 +8,10 @@ takes its neighbours among the training embeddings and is scored on the held-out
 Features are computed with the batch-norm statistics of the embedded set itself (one batch,
 `training=True`), for the random and the trained encoder alike: after a few dozen steps the moving
 averages (momentum 0.99) still hold mostly their initial values, and an encoder evaluated with
-them mixes trained weights with untrained statistics. Measured on the shared 2-core machine
-(seed 0): random init 0.689; SimCLR 0.803 after 3 epochs; the denoising autoencoder 0.892 after
-3 epochs; RotNet 0.728 after 8 epochs (after 3 epochs it is no better than random init, 0.686, so
-its case is in `-m slow`).
+them mixes trained weights with untrained statistics. Measured (seed 0, CPU): with a width-4
+ConvNet, random init 0.503, SimCLR 0.703 and the denoising autoencoder 0.839 after 2 epochs; with
+width 8, random init 0.689 and RotNet 0.728 after 8 epochs (after 3 epochs it is no better than
+random init, 0.686, so its case is in `-m slow`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import pytest
 import keras_ssl
 from keras_ssl import data, encoders, evaluate, training
 
-# method -> (epochs, peak learning rate, required gain in kNN accuracy over random init)
+# method -> (ConvNet width, epochs, peak learning rate, required gain in kNN accuracy)
 CASES = {
-    "simclr": (3, 3e-3, 0.05),  # contrastive
-    "denoising": (3, 3e-3, 0.10),  # reconstruction
-    "rotnet": (8, 2e-3, 0.025),  # pretext
+    "simclr": (4, 2, 5e-3, 0.10),  # contrastive
+    "denoising": (4, 2, 5e-3, 0.15),  # reconstruction
+    "rotnet": (8, 8, 2e-3, 0.025),  # pretext
 }
 SLOW = {"rotnet"}
 
@@ -49,9 +49,9 @@ def _knn(encoder, digits) -> float:
     pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in sorted(CASES)
 ])
 def test_training_beats_random_init(name, digits):
-    epochs, learning_rate, margin = CASES[name]
+    width, epochs, learning_rate, margin = CASES[name]
     keras.utils.set_random_seed(0)
-    encoder = encoders.ConvNet((16, 16, 1), width=8)
+    encoder = encoders.ConvNet((16, 16, 1), width=width)
     cls, preset = keras_ssl.METHODS[name]
     model = cls(encoder, seed=0, **preset)
     random_init = _knn(encoder, digits)
