@@ -270,3 +270,20 @@ def test_dino_refuses_vectors_and_default_augmenters_are_set():
     assert isinstance(augment.multicrop.mae(16), augment.Augmenter)
     model.compile(optimizer="sgd", run_eagerly=True)
     assert np.isfinite(model.train_on_batch(tf.random.normal((8, 6)), return_dict=True)["loss"])
+
+
+def test_byol_asymmetric_views():
+    pair = augment.byol(64, seed=0)
+    first, second = pair.first.augmentations, pair.second.augmentations
+    assert [type(a).__name__ for a in first][-1] == "GaussianBlur" and first[-1].p == 1.0
+    assert type(second[-1]).__name__ == "Solarize" and second[-1].p == 0.2
+    assert not any(type(a).__name__ == "Solarize" for a in first)
+    images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype="uint8")
+    small = augment.byol(16, seed=0)
+    assert tuple(small(images).shape) == (8, 16, 16, 3)
+    model = keras_ssl.BYOL(encoders.ConvNet((16, 16, 3), width=4), small, projection_dim=8,
+                           hidden_dim=16, seed=0)
+    clone = keras_ssl.BYOL.from_config(model.get_config())
+    assert isinstance(clone.augmenter, augment.ViewPair)
+    model.compile(optimizer="sgd", run_eagerly=True)
+    assert np.isfinite(model.train_on_batch(tf.constant(images), return_dict=True)["loss"])

@@ -63,6 +63,6 @@ __all__ += ["ChannelMask", "Jitter", "MagnitudeWarp", "Scaling", "SegmentPermuta
 
 # Multi-crop views (DINO) and MAE's crop-and-flip.
 from keras_ssl.augment import multicrop  # noqa: E402
-from keras_ssl.augment.multicrop import MultiCrop, mae  # noqa: E402
+from keras_ssl.augment.multicrop import MultiCrop, ViewPair, byol, mae  # noqa: E402
 
-__all__ += ["MultiCrop", "mae", "multicrop"]
+__all__ += ["MultiCrop", "ViewPair", "byol", "mae", "multicrop"]

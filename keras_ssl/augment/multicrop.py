@@ -11,10 +11,12 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_ssl.augment.blur import GaussianBlur
+from keras_ssl.augment.color import ColorJitter, RandomGrayscale, Solarize
 from keras_ssl.augment.crop import RandomResizedCrop
 from keras_ssl.augment.flip import RandomFlip
 from keras_ssl.augment.pipeline import Augmenter
-from keras_ssl.augment.recipes import _size, simclr
+from keras_ssl.augment.recipes import MIN_BLUR_SIZE, _size, blur_kernel_size, simclr
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.validate import check_int, check_range
 
@@ -113,4 +115,74 @@ def mae(image_size, scale=(0.2, 1.0), seed: int | None = None):
     ])
 
 
-__all__ = ["MultiCrop", "local_crop_size", "mae"]
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class ViewPair(keras.layers.Layer):
+    """Two views of every image from two different augmenters, stacked: `[2N, ...]`.
+
+    `pair(images)` is `concat([first(images), second(images)])`: row n is view 1 of image n, row
+    N + n its view 2. Methods with two views (BYOL, SimSiam, ...) use it as is when given one as
+    their augmenter (`makes_pairs`), instead of calling one augmenter twice.
+    """
+
+    makes_pairs = True
+
+    def __init__(self, first, second, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.first, self.second = first, second
+
+    def call(self, images, training=True):
+        return tf.concat([self.first(images, training=training),
+                          self.second(images, training=training)], axis=0)
+
+    def get_config(self):
+        return {**super().get_config(),
+                "first": keras.saving.serialize_keras_object(self.first),
+                "second": keras.saving.serialize_keras_object(self.second)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("first", "second"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def byol(image_size, blur: bool | None = None, seed: int | None = None) -> ViewPair:
+    """BYOL's asymmetric pair of views (Grill et al. 2020, table 6).
+
+    Both: random resized crop (8-100%), flip, colour jitter (0.4, 0.4, 0.2, 0.1, p=0.8),
+    grayscale (p=0.2). View 1: Gaussian blur always, no solarisation; view 2: blur with p=0.1,
+    solarisation with p=0.2. As `augment.simclr`, the blur is left out below 64 px unless `blur`.
+
+    Example:
+    >>> import numpy as np
+    >>> byol(16, seed=0)(np.zeros((2, 16, 16, 3), "uint8")).shape
+    TensorShape([4, 16, 16, 3])
+    """
+    height, width = _size(image_size)
+    if blur is None:
+        blur = min(height, width) >= MIN_BLUR_SIZE
+    kernel = (blur_kernel_size(height), blur_kernel_size(width))
+    base = 0 if seed is None else seed
+
+    def view(blur_p, solarize_p, offset):
+        s = None if seed is None else base + offset
+        layers = [
+            RandomResizedCrop(height, width, scale=(0.08, 1.0), seed=s),
+            RandomFlip(p=0.5, seed=None if s is None else s + 1),
+            ColorJitter(0.4, 0.4, 0.2, 0.1, p=0.8, seed=None if s is None else s + 2),
+            RandomGrayscale(p=0.2, seed=None if s is None else s + 3),
+        ]
+        if blur:
+            layers.append(GaussianBlur(kernel, sigma=(0.1, 2.0), p=blur_p,
+                                       seed=None if s is None else s + 4))
+        if solarize_p:
+            layers.append(Solarize(p=solarize_p, seed=None if s is None else s + 5))
+        return Augmenter(layers)
+
+    return ViewPair(view(1.0, 0.0, 0), view(0.1, 0.2, 100))
+
+
+__all__ = ["MultiCrop", "ViewPair", "byol", "local_crop_size", "mae"]

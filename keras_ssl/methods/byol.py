@@ -1,8 +1,9 @@
 """BYOL (Grill et al., NeurIPS 2020): an online network predicts an EMA target's projection.
 
 Differences from the reference (deepmind-research/byol): the default views are SimCLR's
-(`augment.simclr`) for both branches, not BYOL's asymmetric blur/solarize pair; the projector and
-predictor are narrower (512 hidden, 128 out, not 4096/256) to suit small encoders and CPU runs.
+(`augment.simclr`) for both branches; BYOL's asymmetric blur/solarize pair is `augment.byol`
+(pass it as `augmenter`). The projector and predictor are narrower (512 hidden, 128 out, not
+4096/256) to suit small encoders and CPU runs.
 """
 
 from __future__ import annotations
@@ -23,8 +24,14 @@ from keras_ssl.validate import check_int
 
 
 def two_views(model, inputs):
-    """Two random views of every input from `model.augmenter`, stacked: `[2N, ...]`."""
+    """Two random views of every input from `model.augmenter`, stacked: `[2N, ...]`.
+
+    An augmenter that makes pairs itself (`augment.ViewPair`, e.g. `augment.byol`) is called
+    once; any other is called twice.
+    """
     # Views are random in evaluation too: the validation loss measures the same task.
+    if getattr(model.augmenter, "makes_pairs", False):
+        return model.augmenter(inputs, training=True)
     return tf.concat([model.augmenter(inputs, training=True),
                       model.augmenter(inputs, training=True)], axis=0)
 
@@ -49,7 +56,8 @@ class BYOL(MomentumTargetMixin, SelfSupervisedModel):
 
     Args:
         encoder: image (or vector) encoder to pretrain; functional or Sequential (it is cloned).
-        augmenter: view maker; default `augment.simclr(image_size)` (or `augment.vectors()`).
+        augmenter: view maker; default `augment.simclr(image_size)` (or `augment.vectors()`);
+            `augment.byol(image_size)` gives the paper's asymmetric pair.
         projection_dim: output size of the projector and predictor (256 in the paper).
         hidden_dim: hidden size of the projector and predictor MLPs (4096 in the paper).
         momentum: base tau of the target's moving average (0.996 in the paper; 0.99 suits short
