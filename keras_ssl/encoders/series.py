@@ -29,6 +29,12 @@ from keras_ssl.encoders.registry import register_encoder
 from keras_ssl.encoders.text import PositionEmbedding
 from keras_ssl.errors import KerasSSLError
 
+# UCR training sets hold tens of series: a few hundred steps in all. Keras' default momentum of
+# 0.99 leaves the moving statistics hundreds of steps behind the weights, and inference then sees
+# other features than training did (measured on GunPoint: a supervised ResNet1D at 100% with
+# batch statistics, 51% with the moving ones); 0.9 follows the last ten or so steps.
+BN_MOMENTUM = 0.9
+
 __all__ = ["ResNet1D", "SeriesTransformer", "is_series_encoder", "serving_model"]
 
 
@@ -66,13 +72,14 @@ def ResNet1D(input_shape, width: int = 64, kernel_sizes=(8, 5, 3), blocks: int =
         for i, kernel in enumerate(kernel_sizes):
             h = layers.Conv1D(filters, kernel, padding="same", use_bias=False,
                               name=f"block{b + 1}_conv{i + 1}")(h)
-            h = layers.BatchNormalization(name=f"block{b + 1}_bn{i + 1}")(h)
+            h = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{b + 1}_bn{i + 1}")(h)
             if i < len(kernel_sizes) - 1:
                 h = layers.ReLU(name=f"block{b + 1}_relu{i + 1}")(h)
         if shortcut.shape[-1] != filters:
             shortcut = layers.Conv1D(filters, 1, use_bias=False,
                                      name=f"block{b + 1}_shortcut")(shortcut)
-        shortcut = layers.BatchNormalization(name=f"block{b + 1}_shortcut_bn")(shortcut)
+        shortcut = layers.BatchNormalization(momentum=BN_MOMENTUM,
+                                             name=f"block{b + 1}_shortcut_bn")(shortcut)
         x = layers.ReLU(name=f"block{b + 1}_out")(layers.Add(name=f"block{b + 1}_add")([h, shortcut]))
     x = layers.GlobalAveragePooling1D(name="pool")(x)
     return keras.Model(inputs, x, name=name)
