@@ -486,6 +486,35 @@ def test_full_file_system_during_an_export_keeps_the_published_versions(processe
 WRITERS = 4
 
 
+def test_the_version_claim_never_replaces_a_folder_and_takes_the_next_number(tmp_path):
+    """The publishing rename itself claims the number: the claim a racing export loses."""
+    from keras_ssl import export
+    from keras_ssl.errors import KerasSSLError
+
+    base = tmp_path / "model"
+    (base / "1").mkdir(parents=True)
+    (base / "1" / "saved_model.pb").write_bytes(b"one")
+    (base / "2").mkdir()  # even an empty folder (a plain rename would replace it) is never taken
+    staged = []
+    for i in range(3):
+        folder = base / f".tmp-2-host-pid1-{i}"
+        folder.mkdir()
+        (folder / "saved_model.pb").write_bytes(str(i).encode())
+        staged.append(folder)
+    # All three aim at the same next number, as racing writers do; each gets its own.
+    claimed = [export._publish(folder, base, None) for folder in staged]
+    assert [p.name for p in claimed] == ["3", "4", "5"]
+    assert [(p / "saved_model.pb").read_bytes() for p in claimed] == [b"0", b"1", b"2"]
+    assert (base / "1" / "saved_model.pb").read_bytes() == b"one" and not any((base / "2").iterdir())
+    late = base / ".tmp-9-host-pid1-x"
+    late.mkdir()
+    (late / "saved_model.pb").write_bytes(b"late")
+    with pytest.raises(KerasSSLError, match="already exists and is never overwritten"):
+        export._publish(late, base, 4)  # an explicit version that exists
+    assert (base / "4" / "saved_model.pb").read_bytes() == b"1" and late.exists()
+
+
+@pytest.mark.slow  # 20 s on a 2-core machine at load 7, 35-47 s at load 12
 def test_concurrent_exports_get_distinct_complete_versions(processes, tmp_path, first_version):
     """Four processes export into one model folder at the same moment; a reader polls it as TF
     Serving does (list the integer folders, load the newest) and must never fail to load one."""
