@@ -23,8 +23,8 @@ import keras
 from keras_ssl import encoders
 
 # Below this side the ConvNet (no downsampling stem: small images keep their detail); from it a
-# ResNet-18 with the ImageNet stem, which at 96 px trains 1.8x as many images per second as the
-# ConvNet on a 2-core CPU (68.9 against 38.0 img/s, SimCLR at batch 64) and is the bigger model.
+# ResNet-18 with the ImageNet stem, faster than the ConvNet there and the bigger model
+# (docs/results.md, "How the defaults were chosen").
 SMALL_IMAGES = 64
 BATCH_SIZE = 256
 LEARNING_RATE = 2e-3

@@ -144,5 +144,18 @@ def spatial_size(images):
     return h, w
 
 
+def fine_detail(images, factor: int = 4) -> float:
+    """The share of the images' pixel variance finer than 1/`factor` of their resolution: what is
+    lost by shrinking them `factor` times and enlarging them back. Near 0 for images upsampled
+    from small sources (scikit-learn's 8x8 digits at 32 px: 0.07), a quarter or more for photos
+    (CIFAR-10: 0.26)."""
+    x = tf.cast(as_tensor(images), tf.float32)
+    height, width = int(x.shape[1]), int(x.shape[2])
+    small = tf.image.resize(x, (max(1, height // factor), max(1, width // factor)), antialias=True)
+    lost = tf.reduce_mean(tf.square(x - tf.image.resize(small, (height, width))), axis=(1, 2, 3))
+    variance = tf.math.reduce_variance(x, axis=(1, 2, 3))
+    return float(tf.reduce_mean(lost / (variance + 1e-8)))
+
+
 __all__ = ["GRAY_WEIGHTS", "as_tensor", "check_image_dtype", "check_static_images", "dtype_name",
-           "grayscale", "spatial_size", "to_float_images", "validate_images"]
+           "fine_detail", "grayscale", "spatial_size", "to_float_images", "validate_images"]

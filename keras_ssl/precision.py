@@ -12,8 +12,8 @@ call it before building the encoder and the method. What each part computes in:
   `train_step` scales the loss through `optimizer.scale_loss`). bfloat16 has float32's range and
   needs no scaling.
 
-`"auto"` picks float32 on CPU-only machines (measured on 2 CPU cores with a small encoder: a
-`mixed_float16` step took 6x and a `mixed_bfloat16` step 14x as long as float32) and
+`"auto"` picks float32 on CPU-only machines (where mixed precision is several times slower:
+docs/performance.md) and
 `mixed_float16` where a GPU is visible (tensor cores; every CUDA GPU since Volta).
 
 >>> import keras_ssl

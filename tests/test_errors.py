@@ -205,7 +205,7 @@ CASES = [
          also="test_losses.py::test_bad_temperature_raises"),
     Case("queue", "a MoCo queue smaller than the batch", "queue_size (4) is smaller than the global batch",
          api=lambda ws: _fit(keras_ssl.MoCo(_convnet(), queue_size=4, projection_dim=8), _images())),
-    Case("momentum", "MoCo momentum outside [0, 1]", "momentum must be a number in [0, 1]",
+    Case("momentum", "MoCo momentum outside [0, 1]", "momentum must be <= 1.0",
          api=lambda ws: keras_ssl.MoCo(_convnet(), momentum=1.5)),
     Case("permutations", "more jigsaw permutations than 9! allows", "only 9! = 362880 permutations",
          api=lambda ws: keras_ssl.Jigsaw(_convnet(48), grid=3, permutations=400_000),

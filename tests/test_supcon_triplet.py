@@ -98,7 +98,7 @@ def test_triplet_config_round_trip_and_features_without_a_head(digits):
     assert (clone.margin, clone.mining, clone.embedding_dim) == (0.3, "semi_hard", 16)
 
     bare = _model(keras_ssl.Triplet, embedding_dim=None, mining="batch_all")
-    assert bare.embedding_head is None
+    assert bare.projector is None
     bare.compile(optimizer="adam")
     results = bare.evaluate(digits[0][:32], digits[1][:32], batch_size=32, verbose=0,
                             return_dict=True)

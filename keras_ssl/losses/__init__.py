@@ -18,6 +18,7 @@ global batch, and the gradients summed across replicas of `loss / num_replicas` 
 | `info_nce(query, key, queue, temperature)` | MoCo, He et al. 2020 | loss [, accuracy] |
 | `supcon(z1, z2, labels, temperature)` | SupCon, Khosla et al. 2020 | loss |
 | `triplet_loss(embeddings, labels, margin, mining)` | Hermans et al. 2017; FaceNet, Schroff et al. 2015 | loss |
+| `pretext_classification(labels, logits)` | RotNet, Gidaris et al. 2018; Jigsaw, Noroozi and Favaro 2016 | loss [, accuracy] |
 | `masked_reconstruction(target, prediction, mask)` | MAE, He et al. 2022 | loss |
 | `masked_token_loss(labels, logits, mask)` | BERT, Devlin et al. 2019 | loss [, accuracy] |
 
@@ -31,6 +32,7 @@ global batch, and the gradients summed across replicas of `loss / num_replicas` 
 """
 
 from keras_ssl.losses._common import TRIPLET_MINING, check_margin, check_mining, check_temperature
+from keras_ssl.losses.classification import pretext_classification
 from keras_ssl.losses.contrastive import info_nce, nt_xent, supcon
 from keras_ssl.losses.reconstruction import masked_reconstruction, masked_token_loss
 from keras_ssl.losses.triplet import triplet_loss
@@ -44,6 +46,7 @@ __all__ = [
     "masked_reconstruction",
     "masked_token_loss",
     "nt_xent",
+    "pretext_classification",
     "supcon",
     "triplet_loss",
 ]

@@ -9,6 +9,7 @@ from keras_ssl import heads, losses, pretext
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods.base import SelfSupervisedModel
 from keras_ssl.methods.registry import register_method
+from keras_ssl.validate import check_fraction, check_number
 
 CORRUPTIONS = (None, "noise", "mask")
 # Masked pixels are filled with mid-grey: every keras_ssl image encoder centres its [0, 1] input
@@ -72,20 +73,15 @@ class AutoEncoder(SelfSupervisedModel):
 
     input_kinds = ("images", "vectors")
 
-    def __init__(self, encoder, decoder=None, corruption=None, noise_stddev=0.2, mask_ratio=0.75,
-                 patch_size=None, augmenter=None, seed=None, **kwargs):
+    def __init__(self, encoder, augmenter=None, *, decoder=None, corruption=None, noise_stddev=0.2,
+                 mask_ratio=0.75, patch_size=None, seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
         if corruption not in CORRUPTIONS:
             raise KerasSSLError(
                 f"AutoEncoder corruption must be None, 'noise' or 'mask', got {corruption!r}."
             )
-        if not 0 < float(noise_stddev):
-            raise KerasSSLError(f"noise_stddev must be positive, got {noise_stddev!r}.")
-        if not 0 < float(mask_ratio) < 1:
-            raise KerasSSLError(
-                f"mask_ratio must be strictly between 0 and 1 (the fraction masked), got "
-                f"{mask_ratio!r}."
-            )
+        check_number(noise_stddev, "noise_stddev", above=0.0)
+        check_fraction(mask_ratio, "mask_ratio", "the fraction masked")
         self.corruption = corruption
         self.noise_stddev = float(noise_stddev)
         self.mask_ratio = float(mask_ratio)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_ssl import encoders
+from keras_ssl import augment, encoders
 from keras_ssl._compat import scale_loss_for_distribution
 from keras_ssl.augment import to_float_images
 from keras_ssl.distribute import reducible_logs
@@ -100,7 +100,18 @@ class SelfSupervisedModel(keras.Model):
 
     @property
     def input_kind(self) -> str:
-        return "images" if len(self.encoder.input_shape) == 4 else "vectors"
+        """What the encoder takes: "images" [N, H, W, C], "series" [N, T, F] or "vectors"."""
+        return {4: "images", 3: "series"}.get(len(self.encoder.input_shape), "vectors")
+
+    def default_views(self, image_recipe, seed=None):
+        """The augmenter of a method given none: `image_recipe(image_size, seed=seed)` for
+        images (e.g. `augment.simclr`), `augment.series()` for series, `augment.vectors()` for
+        feature vectors."""
+        if self.input_kind == "images":
+            return image_recipe(self.image_size, seed=seed)
+        if self.input_kind == "series":
+            return augment.series(seed=seed)
+        return augment.vectors(seed=seed)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -319,6 +330,14 @@ class SelfSupervisedModel(keras.Model):
         `keras_ssl.pretrain` builds. Methods that need facts of the data (a vocabulary) override
         it; the others take the encoder and `options` only."""
         return cls(encoder, **options)
+
+    @staticmethod
+    def sample_inputs(data, count: int = 256, seed: int = 0):
+        """A seeded sample of at most `count` training inputs of `data`, as an array: what the
+        `from_data` checks look at, without reading the whole (maybe streamed) data."""
+        count = min(count, data.num_train)
+        batch = next(iter(data.train_dataset(count, seed=seed)))
+        return batch.numpy() if hasattr(batch, "numpy") else batch
 
     baseline_label: str = "baseline"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import keras
 import numpy as np
@@ -15,6 +14,7 @@ from keras_ssl.encoders import MaskedMeanPooling
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods.base import SelfSupervisedModel
 from keras_ssl.methods.registry import register_method
+from keras_ssl.validate import check_fraction, check_int
 
 
 @register_method("mlm")
@@ -87,19 +87,15 @@ class MaskedLanguageModel(SelfSupervisedModel):
                 f"MaskedLanguageModel's encoder must take token ids [batch, length], but its input "
                 f"shape is {encoder.input_shape}. Use encoders.TransformerEncoder or LSTMEncoder."
             )
-        _check_int("vocab_size", vocab_size, least=text.MIN_VOCAB_SIZE)
-        _check_int("first_token_id", first_token_id, least=1)
-        _check_int("mask_token_id", mask_token_id, least=0)
+        check_int(vocab_size, "vocab_size", least=text.MIN_VOCAB_SIZE)
+        check_int(first_token_id, "first_token_id", least=1)
+        check_int(mask_token_id, "mask_token_id", least=0)
         if not first_token_id < vocab_size or not mask_token_id < vocab_size:
             raise KerasSSLError(
                 f"mask_token_id={mask_token_id} and first_token_id={first_token_id} must be ids "
                 f"of the vocabulary, below vocab_size={vocab_size}."
             )
-        if not isinstance(mask_rate, numbers.Real) or not 0.0 < float(mask_rate) < 1.0:
-            raise KerasSSLError(
-                f"mask_rate must be strictly between 0 and 1 (the fraction of tokens to predict), "
-                f"got {mask_rate!r}. BERT uses 0.15."
-            )
+        check_fraction(mask_rate, "mask_rate", "the fraction of tokens to predict; BERT uses 0.15")
         self.vocab_size = int(vocab_size)
         self.mask_rate = float(mask_rate)
         self.mask_token_id = int(mask_token_id)
@@ -305,7 +301,3 @@ class MaskedLanguageModel(SelfSupervisedModel):
             config["vectorizer"] = keras.saving.deserialize_keras_object(config["vectorizer"])
         return super().from_config(config)
 
-
-def _check_int(name: str, value, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-        raise KerasSSLError(f"{name} must be an integer of at least {least}, got {value!r}.")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_ssl import augment, heads, losses
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods.base import SelfSupervisedModel
 from keras_ssl.methods.registry import register_method
+from keras_ssl.validate import check_int, check_number
 
 
 def momentum_copy(model: keras.Model, name: str) -> keras.Model:
@@ -52,6 +52,10 @@ class _RandomUnitRows(keras.initializers.Initializer):
 
     def get_config(self):
         return {"seed": self.seed}
+
+
+DEFAULT_QUEUE_SIZE = 4096
+MIN_QUEUE_SIZE = 256
 
 
 @register_method("moco")
@@ -124,27 +128,18 @@ class MoCo(SelfSupervisedModel):
     input_kinds = ("images", "vectors")
     min_batch_size = 2
 
-    def __init__(self, encoder, augmenter=None, queue_size=4096, momentum=0.99, temperature=0.2,
-                 projection_dim=128, bn_splits=2, seed=None, **kwargs):
+    def __init__(self, encoder, augmenter=None, *, projection_dim=128, temperature=0.2,
+                 queue_size=DEFAULT_QUEUE_SIZE, momentum=0.99, bn_splits=2, seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
         losses.check_temperature(temperature)
-        for name, value, low in (("queue_size", queue_size, 1), ("projection_dim", projection_dim, 1),
-                                 ("bn_splits", bn_splits, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise KerasSSLError(f"{name} must be an integer >= {low}, got {value!r}.")
-        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not (
-            0.0 <= momentum <= 1.0
-        ):
-            raise KerasSSLError(
-                f"momentum must be a number in [0, 1], got {momentum!r}. Use e.g. 0.99 (0.999 for "
-                "long runs): the key encoder follows the query encoder slowly."
-            )
+        for name, value in (("queue_size", queue_size), ("projection_dim", projection_dim),
+                            ("bn_splits", bn_splits)):
+            check_int(value, name, least=1)
+        check_number(momentum, "momentum", least=0.0, most=1.0,
+                     hint="Use e.g. 0.99 (0.999 for long runs): the key encoder follows the "
+                     "query encoder slowly.")
         if self.augmenter is None:
-            self.augmenter = (
-                augment.moco_v2(self.image_size, seed=seed)
-                if self.input_kind == "images"
-                else augment.vectors(seed=seed)
-            )
+            self.augmenter = self.default_views(augment.moco_v2, seed)
         self.queue_size = queue_size
         self.momentum = float(momentum)
         self.temperature = temperature
@@ -193,6 +188,17 @@ class MoCo(SelfSupervisedModel):
     @property
     def non_trainable_variables(self):
         return self._with_keys(super().non_trainable_variables)
+
+    @classmethod
+    def from_data(cls, encoder, data, **options):
+        """MoCo for `data`, its queue no longer than half the training set (at most 4,096 keys,
+        a power of 2): a longer queue holds several keys of the same image, each a negative of its
+        own positive, and a short run never replaces the random keys it starts with."""
+        if "queue_size" not in options:
+            options["queue_size"] = int(min(DEFAULT_QUEUE_SIZE,
+                                            max(MIN_QUEUE_SIZE, 2 ** int(np.log2(max(
+                                                data.num_train // 2, 1))))))
+        return cls(encoder, **options)
 
     def method_metrics(self):
         return [self.accuracy_tracker]

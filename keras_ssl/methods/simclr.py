@@ -40,16 +40,12 @@ class SimCLR(SelfSupervisedModel):
     input_kinds = ("images", "vectors")
     min_batch_size = 2
 
-    def __init__(self, encoder, augmenter=None, projection_dim=128, temperature=0.1,
+    def __init__(self, encoder, augmenter=None, *, projection_dim=128, temperature=0.1,
                  seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
         losses.check_temperature(temperature)
         if self.augmenter is None:
-            self.augmenter = (
-                augment.simclr(self.image_size, seed=seed)
-                if self.input_kind == "images"
-                else augment.vectors(seed=seed)
-            )
+            self.augmenter = self.default_views(augment.simclr, seed)
         self.projection_dim = projection_dim
         self.temperature = temperature
         self.projector = heads.projection_head(self.feature_dim, projection_dim)
@@ -58,17 +54,25 @@ class SimCLR(SelfSupervisedModel):
     def method_metrics(self):
         return [self.accuracy_tracker]
 
-    def compute_ssl_loss(self, inputs, labels, training):
+    def project_views(self, inputs, training):
+        """Projections `(z1, z2)` of two random views of every input."""
         # Views are random in evaluation too: the validation loss measures the same task.
         views = tf.concat(
             [self.augmenter(inputs, training=True), self.augmenter(inputs, training=True)], axis=0
         )
-        # One pass over both views: batch-norm statistics cover the 2N images, as in the paper.
+        # One pass over both views: batch-norm statistics cover the 2N inputs, as in the paper.
         projections = self.projector(self.encoder(views, training=training), training=training)
-        z1, z2 = tf.split(projections, 2, axis=0)
+        return tf.split(projections, 2, axis=0)
+
+    def contrast(self, z1, z2, labels):
+        """NT-Xent: each view's positive is the other view of its input."""
         loss, accuracy = losses.nt_xent(z1, z2, self.temperature, return_accuracy=True)
         self.accuracy_tracker.update_state(accuracy)
         return loss
+
+    def compute_ssl_loss(self, inputs, labels, training):
+        z1, z2 = self.project_views(inputs, training)
+        return self.contrast(z1, z2, labels)
 
     def get_config(self):
         return {

@@ -73,8 +73,8 @@ class Triplet(SelfSupervisedModel):
     needs_labels = True
     min_batch_size = 2
 
-    def __init__(self, encoder, margin=0.2, mining="batch_all", augmenter=None, embedding_dim=64,
-                 seed=None, **kwargs):
+    def __init__(self, encoder, augmenter=None, *, embedding_dim=64, margin=0.2,
+                 mining="batch_all", seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
         losses.check_margin(margin)
         losses.check_mining(mining)
@@ -87,16 +87,12 @@ class Triplet(SelfSupervisedModel):
                 f"{embedding_dim!r}."
             )
         if self.augmenter is None:
-            self.augmenter = (
-                augment.weak(self.image_size, seed=seed)
-                if self.input_kind == "images"
-                else augment.vectors(seed=seed)
-            )
+            self.augmenter = self.default_views(augment.weak, seed)
         self.margin = margin
         self.mining = mining
         self.embedding_dim = embedding_dim
-        self.embedding_head = (
-            heads.projection_head(self.feature_dim, embedding_dim, name="embedding_head")
+        self.projector = (
+            heads.projection_head(self.feature_dim, embedding_dim, name="projection_head")
             if embedding_dim is not None
             else None
         )
@@ -108,8 +104,8 @@ class Triplet(SelfSupervisedModel):
     def compute_ssl_loss(self, inputs, labels, training):
         views = self.augmenter(inputs, training=training)
         embeddings = self.encoder(views, training=training)
-        if self.embedding_head is not None:
-            embeddings = self.embedding_head(embeddings, training=training)
+        if self.projector is not None:
+            embeddings = self.projector(embeddings, training=training)
         loss = losses.triplet_loss(embeddings, labels, self.margin, self.mining)
         self.accuracy_tracker.update_state(hardest_triplet_accuracy(embeddings, labels))
         return loss

@@ -21,7 +21,7 @@ generator on every call (not reproducible).
 
 from keras_ssl.pretext.jigsaw import MIN_CELL_SIZE, jigsaw_permutations, make_puzzle
 from keras_ssl.pretext.masks import random_patch_mask
-from keras_ssl.pretext.rotation import four_rotations, rotate
+from keras_ssl.pretext.rotation import four_rotations, rotate, rotation_lookalikes
 from keras_ssl.pretext.tokens import mask_tokens
 
 __all__ = [
@@ -32,4 +32,5 @@ __all__ = [
     "mask_tokens",
     "random_patch_mask",
     "rotate",
+    "rotation_lookalikes",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from keras_ssl.errors import KerasSSLError
@@ -106,3 +107,22 @@ def four_rotations(images) -> tuple[tf.Tensor, tf.Tensor]:
     n = batch_size(images)
     labels = tf.reshape(tf.broadcast_to(tf.range(4, dtype=tf.int32)[:, None], [4, n]), [-1])
     return rotated, labels
+
+
+def rotation_lookalikes(images, threshold: float = 0.8) -> float:
+    """The share of `images` that look alike turned by a quarter or half turn: their correlation
+    with one of their own rotations is above `threshold` (digits 0, 1 and 8, a centred flower).
+    RotNet cannot tell the rotation of such an image, so predicting it teaches little.
+
+    >>> import numpy as np
+    >>> ring = np.zeros((1, 9, 9, 1)); ring[0, 2:7, 2:7] = 1; ring[0, 3:6, 3:6] = 0
+    >>> rotation_lookalikes(np.concatenate([ring, np.tri(9)[None, :, :, None]]))
+    0.5
+    """
+    x = np.asarray(images, np.float32)
+    x = x - x.mean(axis=(1, 2, 3), keepdims=True)
+    energy = (x * x).sum(axis=(1, 2, 3)) + 1e-6
+    best = np.full(len(x), -1.0)
+    for turns in (1, 2, 3):
+        best = np.maximum(best, (x * np.rot90(x, turns, axes=(1, 2))).sum(axis=(1, 2, 3)) / energy)
+    return float((best > threshold).mean())
