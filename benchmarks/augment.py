@@ -1,24 +1,37 @@
 """SimCLR augmentation: keras_ssl's batched in-graph recipe against a per-image tf.data map.
 
-Three ways to make SimCLR views (random resized crop 8-100% area, aspect 3/4-4/3, horizontal flip,
+Ways to make SimCLR views (random resized crop 8-100% area, aspect 3/4-4/3, horizontal flip,
 colour jitter 0.8/0.8/0.8/0.2 with p=0.8, grayscale with p=0.2; plus Gaussian blur with p=0.5
 from 64 px up) of the same `--batch-size` random uint8 images, as float32 views in [0, 1] of the
 same shape, in views per second and CPU time per view, measured in the same run:
 
-- `graph`:      `keras_ssl.augment.simclr(size)` on a whole batch in a `tf.function`;
-- `graph+XLA`:  the same, `tf.function(jit_compile=True)` (as inside a compiled train step);
+- `graph`:      `keras_ssl.augment.simclr(size)` on a whole batch in a plain `tf.function` (as in
+  a train step without XLA: the views compile on their own, `FusedAugmenter.compile_views`);
+- `graph, views not compiled` (with `--uncompiled`): the same with `compile_views=False`, every
+  op a TensorFlow op;
+- `graph+XLA`:  `tf.function(jit_compile=True)` around it (as inside a compiled train step);
 - `tf.data map`: the usual TensorFlow way, one image at a time in `Dataset.map` with
   `num_parallel_calls=AUTOTUNE`: `tf.image.stateless_sample_distorted_bounding_box` + slice +
   resize, `stateless_random_flip_left_right`, brightness/contrast/saturation/hue with the
   `tf.image.stateless_random_*` ops in a fixed order under a `tf.cond`, `rgb_to_grayscale` under
   another, and `tf.nn.depthwise_conv2d` for the blur, then `batch` and `prefetch`.
 
-    python benchmarks/augment.py                      # 32 and 96 px, batch 256
-    python benchmarks/augment.py --image-sizes 32 --batch-size 512 --json results/augment.json
+The ways take turns: each of `--repeats` rounds times every way once (`--batches` batches, fewer
+at large sizes), and each figure is the median of its rounds, so load from other work on the
+machine falls on all ways alike. The load average is printed at the start and the end.
+
+`--step-share` adds the views' share of a SimCLR training step with a ResNet-18 encoder (the
+small-image stem below 64 px, as the CLI builds it) at each size: the median seconds of a `fit`
+step (XLA off, the CPU default; both views made inside it) against the two views alone.
+
+    python benchmarks/augment.py                      # 32, 96 and 224 px, batch 256
+    python benchmarks/augment.py --uncompiled --step-share --json results/augment.json
+    python benchmarks/augment.py --image-sizes 32 --batch-size 512
     python benchmarks/augment.py --quick              # seconds: tiny sizes, to check it runs
 
-Each JSON row has `key` (`recipe`, `recipe_xla`, `map`), `size`, `views_per_s`,
-`cpu_ms_per_1000`, and `speedup` / `cpu_speedup` against the map of the same size.
+Each JSON row has `key` (`recipe`, `recipe_ops`, `recipe_xla`, `map`), `size`,
+`views_per_s`, `cpu_ms_per_1000`, and `speedup` / `cpu_speedup` against the map of the same size;
+`share` rows have `step_ms`, `views_ms` and `share`.
 """
 
 from __future__ import annotations
@@ -27,7 +40,15 @@ import argparse
 import sys
 import time
 
-from _common import fill_defaults, machine, print_machine, print_table, write_json
+from _common import (
+    fill_defaults,
+    fit_seconds_per_step,
+    load_average,
+    machine,
+    print_machine,
+    print_table,
+    write_json,
+)
 
 import numpy as np  # isort: skip
 import tensorflow as tf  # isort: skip
@@ -36,8 +57,10 @@ from keras_ssl import augment  # noqa: E402
 from keras_ssl.augment.recipes import blur_kernel_size  # noqa: E402
 
 STRENGTH = 1.0  # colour distortion strength s, as the recipe's default
-FULL = {"image_sizes": "32,96", "batch_size": 256, "batches": 20, "repeats": 3}
-QUICK = {"image_sizes": "16", "batch_size": 16, "batches": 2, "repeats": 1}
+FULL = {"image_sizes": "32,96,224", "batch_size": 256, "batches": 20, "repeats": 5,
+        "share_batch": 32, "share_steps": 3}
+QUICK = {"image_sizes": "16", "batch_size": 16, "batches": 2, "repeats": 1, "share_batch": 4,
+         "share_steps": 1}
 
 
 def parse_args(argv=None):
@@ -49,12 +72,21 @@ def parse_args(argv=None):
                         help="comma-separated square image sizes in pixels (32,96; --quick: 16)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per batch (256; --quick: 16)")
+    parser.add_argument("--uncompiled", action="store_true",
+                        help="also time the recipe in a plain graph with compile_views=False")
+    parser.add_argument("--step-share", action="store_true",
+                        help="also time a ResNet-18 SimCLR step and the views' share of it")
+    parser.add_argument("--share-batch", type=int, default=None,
+                        help="batch of the --step-share steps (32; --quick: 4)")
+    parser.add_argument("--share-steps", type=int, default=None,
+                        help="timed --step-share steps per size, after one warm-up (3; --quick: 1)")
     parser.add_argument("--channels", type=int, default=3, choices=(1, 3),
                         help="3 (RGB: the full recipe) or 1 (no saturation, hue, grayscale) (3)")
     parser.add_argument("--batches", type=int, default=None,
-                        help="batches timed per way, after one warm-up batch (20; --quick: 2)")
+                        help="batches timed per way and round at 32 px, fewer at larger sizes "
+                        "(x 32 / size, at least 3), after one warm-up batch (20; --quick: 2)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timings per way; the fastest is kept (3; --quick: 1)")
+                        help="rounds; each way's median is kept (5; --quick: 1)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
     parser.add_argument("--quick", action="store_true",
                         help="check that everything runs, in seconds: the --quick values of the "
@@ -131,22 +163,12 @@ def per_image_dataset(x, size, channels, batch_size, seed=0):
 
 
 # ----- measuring ----------------------------------------------------------------------------------
-def views_per_second(run_batch, batch_size, batches, repeats) -> tuple[float, float]:
-    """(views per second of wall time, CPU milliseconds per 1000 views), the best of `repeats`.
-
-    CPU time is this process's (all its threads): on a machine shared with other work it grows
-    much less than wall time does.
-    """
-    run_batch()  # warm-up: tracing, compilation, tf.data start-up
-    best_wall = best_cpu = float("inf")
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(batches):
-            run_batch()
-        best_wall = min(best_wall, time.perf_counter() - wall)
-        best_cpu = min(best_cpu, time.process_time() - cpu)
-    views = batches * batch_size
-    return views / best_wall, 1e6 * best_cpu / views
+def time_batches(run_batch, batches) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all its threads) for `batches` batches."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(batches):
+        run_batch()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def check_views(views, shape, key) -> None:
@@ -159,33 +181,80 @@ def check_views(views, shape, key) -> None:
                          "[0, 1]")
 
 
+WAYS = (  # key, name, jit_compile, compile_views
+    ("recipe", "graph", False, True),
+    ("recipe_xla", "graph+XLA", True, True),
+)
+UNCOMPILED = ("recipe_ops", "graph, views not compiled", False, False)
+
+
 def measure(size, args) -> list[dict]:
-    """The three ways on the same `args.batch_size` images of `size` px, the map last."""
+    """All ways on the same `args.batch_size` images of `size` px, taking turns."""
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.batch_size, size, size, args.channels), np.uint8)
     batch = tf.constant(x)
     expected = (args.batch_size, size, size, args.channels)
-    rows = []
-    for key, name, jit in (("recipe", "graph", False), ("recipe_xla", "graph+XLA", True)):
+    batches = args.batches if args.quick else max(3, round(args.batches * 32 / size))
+    runners, rows = [], []
+    ways = (WAYS[0], UNCOMPILED, WAYS[1]) if args.uncompiled else WAYS
+    for key, name, jit, compiled in ways:
         recipe = augment.simclr(size, seed=0)
+        recipe.compile_views = compiled
         fn = tf.function(lambda images, r=recipe: r(images, training=True), jit_compile=jit)
         check_views(fn(batch).numpy(), expected, key)
-        rate, cpu = views_per_second(lambda f=fn: f(batch).numpy(), args.batch_size,
-                                     args.batches, args.repeats)
+        fn(batch).numpy()  # warm-up
+        runners.append(lambda f=fn: f(batch).numpy())
         rows.append({"key": key, "size": size,
-                     "way": f"keras_ssl.augment.simclr, batched, {name}",
-                     "views_per_s": rate, "cpu_ms_per_1000": cpu})
-    iterator = iter(per_image_dataset(x, size, args.channels, args.batch_size))
-    check_views(next(iterator).numpy(), expected, "map")
-    rate, cpu = views_per_second(lambda: next(iterator).numpy(), args.batch_size, args.batches,
-                                 args.repeats)
-    rows.append({"key": "map", "size": size, "way": "per-image tf.data map (AUTOTUNE)",
-                 "views_per_s": rate, "cpu_ms_per_1000": cpu})
+                     "way": f"keras_ssl.augment.simclr, batched, {name}"})
+    dataset = per_image_dataset(x, size, args.channels, args.batch_size)
+    check_views(next(iter(dataset)).numpy(), expected, "map")
+    runners.append(None)  # a fresh iterator each round, below
+    rows.append({"key": "map", "size": size, "way": "per-image tf.data map (AUTOTUNE)"})
+    times = [[] for _ in rows]
+    for _ in range(args.repeats):
+        for timings, run_batch in zip(times, runners, strict=True):
+            if run_batch is not None:
+                timings.append(time_batches(run_batch, batches))
+                continue
+            # The map's own iterator for its turn only: its threads must not keep working
+            # (filling the prefetch buffer) while the other ways are timed.
+            iterator = iter(dataset)
+            next(iterator).numpy()  # warm-up: the pipeline's threads start
+            timings.append(time_batches(lambda it=iterator: next(it).numpy(), batches))
+            del iterator
+    views = batches * args.batch_size
+    for row, timings in zip(rows, times, strict=True):
+        row["views_per_s"] = views / float(np.median([wall for wall, _ in timings]))
+        row["cpu_ms_per_1000"] = 1e6 * float(np.median([cpu for _, cpu in timings])) / views
     base = rows[-1]
     for row in rows:
         row["speedup"] = row["views_per_s"] / base["views_per_s"]
         row["cpu_speedup"] = base["cpu_ms_per_1000"] / row["cpu_ms_per_1000"]
     return rows
+
+
+def step_share(size, args) -> dict:
+    """The views' share of a ResNet-18 SimCLR step (XLA off) at `size` px."""
+    import keras
+
+    import keras_ssl
+    from keras_ssl import encoders, training
+
+    keras.utils.set_random_seed(0)
+    shape = (size, size, args.channels)
+    model = keras_ssl.SimCLR(encoders.ResNet(18, shape), seed=0)
+    model.compile(optimizer=training.default_optimizer(1e-3, 1000), jit_compile=False)
+    x = np.random.default_rng(0).integers(0, 256, (args.share_batch, *shape), np.uint8)
+    data = tf.data.Dataset.from_tensors(x).repeat().prefetch(2)
+    step = fit_seconds_per_step(model, data, args.share_steps, warmup=1)
+    aug, images = model.augmenter, tf.constant(x)
+    views = tf.function(lambda b: tf.concat([aug(b, training=True), aug(b, training=True)], 0))
+    views(images).numpy()
+    timings = [time_batches(lambda: views(images).numpy(), 1)[0]
+               for _ in range(max(3, args.share_steps))]
+    views_s = float(np.median(timings))
+    return {"size": size, "batch": args.share_batch, "step_ms": 1e3 * step,
+            "views_ms": 1e3 * views_s, "share": views_s / step}
 
 
 def main(argv=None):
@@ -196,12 +265,22 @@ def main(argv=None):
     for size in args.sizes:
         rows += measure(size, args)
     print(f"\nSimCLR views of uint8 {args.channels}-channel images, batch {args.batch_size}; "
-          "speed-up against the per-image tf.data map of the same size:\n")
+          f"medians of {args.repeats} rounds; speed-up against the per-image tf.data map of the "
+          "same size:\n")
     print_table(rows, [("size", "px", "d"), ("way", "augmentation", ""),
                        ("views_per_s", "views/s", ",.0f"), ("speedup", "x map (wall)", ".2f"),
                        ("cpu_ms_per_1000", "CPU ms / 1000 views", ",.1f"),
                        ("cpu_speedup", "x map (CPU)", ".2f")])
-    write_json(args.json, {"machine": info, "args": vars(args), "rows": rows})
+    shares = []
+    if args.step_share:
+        shares = [step_share(size, args) for size in args.sizes]
+        print(f"\nThe two views' share of a ResNet-18 SimCLR step (XLA off), batch "
+              f"{args.share_batch}:\n")
+        print_table(shares, [("size", "px", "d"), ("step_ms", "step ms", ",.1f"),
+                             ("views_ms", "2 views ms", ",.1f"), ("share", "share", ".1%")])
+    info["load_average_1min_at_end"] = load_average()
+    print(f"\n# load average at the end: {info['load_average_1min_at_end']}")
+    write_json(args.json, {"machine": info, "args": vars(args), "rows": rows, "shares": shares})
     return 0
 
 

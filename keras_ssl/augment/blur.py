@@ -1,9 +1,14 @@
-"""Gaussian blur with a different sigma per image, as per-image separable blur matrices.
+"""Gaussian blur with a different sigma per image: separable, one 1-D kernel per image and axis.
 
-A 1-D blur of a column of H pixels with reflected borders is a fixed linear map, an [H, H]
-matrix whose rows hold the kernel. With one kernel per image, the batch is two batched matmuls
-with matrices [N, H, H] and [N, W, W]: per image, no loop, XLA-friendly, and correct for any
-kernel size (even one wider than the image).
+Three formulations of the same blur (reflected borders, as torchvision), picked by where it runs:
+
+- under XLA, kernels up to 15 taps: reflect-pad, then the sum of K shifted copies weighted per
+  image, which XLA fuses into one loop per axis (O(K) per pixel);
+- outside XLA: only the images drawn for the blur, moved into the channels of one image so that a
+  depthwise convolution applies each its own kernel (O(K) per pixel, half the batch at p=0.5);
+- otherwise (wider kernels under XLA, a kernel wider than the image, unknown sizes): a 1-D blur
+  of H pixels is a fixed linear map, an [H, H] matrix whose rows hold the kernel, so the batch is
+  two batched matmuls with matrices [N, H, H] and [N, W, W] (O(H) per pixel, any kernel size).
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ import keras
 import tensorflow as tf
 
 from keras_ssl.augment.base import ImageAugmentation, check_range, spatial_size
-from keras_ssl.augment.crop import resample
+from keras_ssl.augment.crop import in_xla_context, resample
 from keras_ssl.errors import KerasSSLError
+
+# Under XLA, kernels up to this size run as sums of shifted copies; wider ones as matrices.
+MAX_SHIFTED_TAPS = 15
 
 
 def _check_kernel_size(kernel_size) -> tuple[int, int]:
@@ -95,6 +103,64 @@ class GaussianBlur(ImageAugmentation):
     def transform(self, images, apply, draws):
         low, high = self.sigma
         sigma = low + (high - low) * draws[:, 0]
+        in_h, in_w = spatial_size(images)
+        radii = [k // 2 for k in self.kernel_size]
+        # Reflected padding needs a kernel narrower than twice the image (static sizes only).
+        fits = all(isinstance(size, int) and r < size
+                   for r, size in zip(radii, (in_h, in_w), strict=True))
+        if fits and in_xla_context() and max(self.kernel_size) <= MAX_SHIFTED_TAPS:
+            return self._shifted_sums(images, apply, sigma)
+        if fits and not in_xla_context():
+            return self._depthwise(images, apply, sigma)
+        return self._matrices(images, apply, sigma)
+
+    def _kernels(self, apply, sigma):
+        """Per axis, [N, K] kernels: the image's Gaussian where applied, else the identity."""
+        kernels = []
+        for kernel_size in self.kernel_size:
+            identity = tf.one_hot(kernel_size // 2, kernel_size, dtype=tf.float32)
+            kernels.append(tf.where(apply[:, None], gaussian_weights(sigma, kernel_size),
+                                    identity[None, :]))
+        return kernels
+
+    def _shifted_sums(self, images, apply, sigma):
+        """Under XLA: per axis, reflect-pad and sum K shifted copies (one fused loop each)."""
+        x = images
+        for axis, weights in zip((1, 2), self._kernels(apply, sigma), strict=True):
+            size, radius = x.shape[axis], weights.shape[1] // 2
+            pad = [[0, 0]] * 4
+            pad[axis] = [radius, radius]
+            padded = tf.pad(x, pad, mode="REFLECT")
+            taps = []
+            for k in range(weights.shape[1]):
+                begin, extent = [0, 0, 0, 0], [-1, -1, -1, -1]
+                begin[axis], extent[axis] = k, size
+                taps.append(weights[:, k, None, None, None] * tf.slice(padded, begin, extent))
+            x = tf.add_n(taps)
+        return tf.clip_by_value(x, 0.0, 1.0)
+
+    def _depthwise(self, images, apply, sigma):
+        """Outside XLA: only the blurred images, as channels of one depthwise convolution."""
+        index = tf.where(apply)[:, 0]
+        chosen, chosen_sigma = tf.gather(images, index), tf.gather(sigma, index)
+        h, w, c = images.shape[1], images.shape[2], images.shape[3]
+        n = tf.shape(chosen)[0]
+        x = tf.reshape(tf.transpose(chosen, [1, 2, 0, 3]), [1, h, w, n * c])
+        for axis, kernel_size in zip((1, 2), self.kernel_size, strict=True):
+            radius = kernel_size // 2
+            pad = [[0, 0]] * 4
+            pad[axis] = [radius, radius]
+            # [K, n * C]: the kernel of each chosen image, once per channel.
+            weights = tf.repeat(tf.transpose(gaussian_weights(chosen_sigma, kernel_size)), c,
+                                axis=1)
+            shape = [kernel_size, 1, -1, 1] if axis == 1 else [1, kernel_size, -1, 1]
+            x = tf.nn.depthwise_conv2d(tf.pad(x, pad, mode="REFLECT"),
+                                       tf.reshape(weights, shape), [1, 1, 1, 1], "VALID")
+        blurred = tf.transpose(tf.reshape(x, [h, w, n, c]), [2, 0, 1, 3])
+        return tf.tensor_scatter_nd_update(images, index[:, None],
+                                           tf.clip_by_value(blurred, 0.0, 1.0))
+
+    def _matrices(self, images, apply, sigma):
         in_h, in_w = spatial_size(images)
         matrices = []
         for kernel_size, size in zip(self.kernel_size, (in_h, in_w), strict=True):

@@ -25,6 +25,7 @@ from keras_ssl.augment.base import (
     validate_images,
 )
 from keras_ssl.errors import KerasSSLError
+from keras_ssl.replicas import replica_rows
 
 # torchvision's RandomResizedCrop draws up to 10 boxes and keeps the first that fits the image.
 _ATTEMPTS = 10
@@ -73,6 +74,85 @@ def resample(images, row_matrix, col_matrix) -> tf.Tensor:
     """
     x = tf.einsum("nih,nhwc->niwc", row_matrix, images)
     return tf.clip_by_value(tf.einsum("njw,niwc->nijc", col_matrix, x), 0.0, 1.0)
+
+
+def in_xla_context() -> bool:
+    """Whether the ops being built will be compiled by XLA (a `jit_compile=True` function).
+
+    Some ops are fast in one world and slow in the other (XLA fuses elementwise chains that
+    TensorFlow runs as one pass over memory each); the layers pick their formulation with this.
+    """
+    try:
+        from tensorflow.python.ops import control_flow_util
+
+        if tf.executing_eagerly():
+            return False
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    except (ImportError, AttributeError):  # a private helper: without it, assume plain graphs
+        return False
+
+
+def draw_parameters(layer: ImageAugmentation, images):
+    """(apply [N] bool, draws [N, draws_per_image]) of one call of `layer` on `images`.
+
+    The same numbers `ImageAugmentation.call` draws (one uniform op per call, this replica's rows
+    of the global batch), so a fused path that draws through this gives the layer's own views.
+    """
+    batch = images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
+    draws = replica_rows(
+        lambda n: keras.random.uniform([n, 1 + layer.draws_per_image], dtype="float32",
+                                       seed=layer.seed_generator),
+        batch,
+    )
+    return draws[:, 0] < layer.p, draws[:, 1:]
+
+
+def bilinear_taps(start, length, in_size, out_size: int):
+    """The two source pixels and weights of each output pixel: `interpolation_matrix` sparse.
+
+    Without antialiasing the bilinear filter has two taps: output pixel i reads pixels `low[n, i]`
+    and `high[n, i]` (int32 [N, out_size]) with weights `1 - frac` and `frac` (float [N, out]).
+    Clamping the source coordinate to [0, in_size - 1] is what the matrix's normalisation over
+    the pixels inside the image does at the border, so both give the same output.
+    """
+    in_last = tf.cast(in_size, tf.float32) - 1.0
+    step = length / float(out_size)
+    out_centers = tf.range(out_size, dtype=tf.float32) + 0.5
+    src = tf.clip_by_value(start[:, None] + out_centers[None, :] * step[:, None] - 0.5,
+                           0.0, in_last)
+    low = tf.floor(src)
+    frac = src - low
+    low = tf.cast(low, tf.int32)
+    high = tf.minimum(low + 1, tf.cast(in_last, tf.int32))
+    return low, high, frac
+
+
+def gather_resample(images, rows, cols) -> tf.Tensor:
+    """Bilinear resampling by gathers: uint8 or float images in, float32 [0, 1] out.
+
+    `rows` and `cols` are `bilinear_taps` triples. The rows are gathered from the input as it
+    is (uint8 stays uint8: a quarter of the bytes of float32), blended in float, then the
+    columns; the work is O(out_h * W + out_h * out_w) per channel, against O(out_h * H * W) for
+    the interpolation matrices. A horizontal flip is the column taps in reverse order.
+    """
+    scale = 1.0 / 255.0 if images.dtype == tf.uint8 else 1.0
+    row_low, row_high, row_frac = rows
+    col_low, col_high, col_frac = cols
+    top = tf.cast(tf.gather(images, row_low, axis=1, batch_dims=1), tf.float32)
+    bottom = tf.cast(tf.gather(images, row_high, axis=1, batch_dims=1), tf.float32)
+    weight = (row_frac * scale)[:, :, None, None]
+    x = top * (scale - weight) + bottom * weight  # [N, out_h, W, C]
+    left = tf.gather(x, col_low, axis=2, batch_dims=1)
+    right = tf.gather(x, col_high, axis=2, batch_dims=1)
+    weight = col_frac[:, None, :, None]
+    out = left + weight * (right - left)
+    # A convex combination of values in [0, 1], up to rounding.
+    return tf.clip_by_value(out, 0.0, 1.0)
+
+
+def flip_taps(taps, flip):
+    """Column taps of the left-right mirrored output where `flip` [N] is true."""
+    return tuple(tf.where(flip[:, None], tf.reverse(t, axis=[1]), t) for t in taps)
 
 
 def resize_boxes(images, top, left, box_height, box_width, height: int, width: int,
@@ -181,6 +261,41 @@ class RandomResizedCrop(ImageAugmentation):
         top = tf.where(any_fits, draws[:, -2], 0.5) * (in_h - box_h)
         left = tf.where(any_fits, draws[:, -1], 0.5) * (in_w - box_w)
         return top, left, box_h, box_w
+
+    def call(self, images, training=True):
+        validate_images(images)
+        if not training:
+            return self.inference(to_float_images(images))
+        # uint8 stays uint8 until the crop has picked its pixels (gather_resample).
+        return self.resample(images, self.taps(images), flip=None)
+
+    def taps(self, images, draws=None):
+        """Row and column `bilinear_taps` of one random box per image (`draws`: drawn here)."""
+        if draws is None:
+            _, draws = draw_parameters(self, images)
+        in_h, in_w = spatial_size(images)
+        top, left, box_h, box_w = self.boxes(draws, in_h, in_w)
+        return (bilinear_taps(top, box_h, in_h, self.height),
+                bilinear_taps(left, box_w, in_w, self.width), (top, left, box_h, box_w))
+
+    def resample(self, images, taps, flip=None):
+        """The crops of `taps` as float32 [0, 1], mirrored where `flip` [N] (bool) is true."""
+        rows, cols, box = taps
+        if self.antialias:  # a wider filter than two taps: the interpolation matrices
+            images = to_float_images(images)
+            in_h, in_w = spatial_size(images)
+            top, left, box_h, box_w = box
+            row_matrix = interpolation_matrix(top, box_h, in_h, self.height, True)
+            col_matrix = interpolation_matrix(left, box_w, in_w, self.width, True)
+            if flip is not None:
+                col_matrix = tf.where(flip[:, None, None], tf.reverse(col_matrix, axis=[1]),
+                                      col_matrix)
+            return resample(images, row_matrix, col_matrix)
+        if images.dtype != tf.uint8:
+            images = to_float_images(images)
+        if flip is not None:
+            cols = flip_taps(cols, flip)
+        return gather_resample(images, rows, cols)
 
     def transform(self, images, apply, draws):
         in_h, in_w = spatial_size(images)

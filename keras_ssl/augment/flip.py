@@ -30,4 +30,10 @@ class RandomFlip(ImageAugmentation):
         super().__init__(p=p, seed=seed, **kwargs)
 
     def transform(self, images, apply, draws):
-        return tf.where(apply[:, None, None, None], tf.reverse(images, axis=[2]), images)
+        # One gather of each image's columns, in reverse order where flipped: one pass over the
+        # batch (a select between the image and its mirror reads it twice). Inside a recipe the
+        # flip is folded into the crop's column taps instead (`RandomResizedCrop.resample`).
+        width = images.shape[2] if images.shape[2] is not None else tf.shape(images)[2]
+        columns = tf.range(width)
+        index = tf.where(apply[:, None], tf.reverse(columns, axis=[0])[None, :], columns[None, :])
+        return tf.gather(images, index, axis=2, batch_dims=1)

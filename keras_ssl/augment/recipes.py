@@ -1,4 +1,4 @@
-"""Published augmentation recipes, each one `Augmenter` layer.
+"""Published augmentation recipes, each one `FusedAugmenter` layer (an `Augmenter`).
 
 `aug(images, training=True)` makes a random view of each image (uint8 or float [N, H, W, C] in,
 float32 [N, h, w, C] in [0, 1] out); `training=False` only resizes to the output size, which is
@@ -7,9 +7,13 @@ the deterministic image the encoder sees at inference.
 
 from __future__ import annotations
 
-from keras_ssl.augment.blur import GaussianBlur
-from keras_ssl.augment.color import ColorJitter, RandomGrayscale
-from keras_ssl.augment.crop import RandomResizedCrop
+import keras
+import tensorflow as tf
+
+from keras_ssl.augment.base import ImageAugmentation, to_float_images, validate_images
+from keras_ssl.augment.blur import MAX_SHIFTED_TAPS, GaussianBlur
+from keras_ssl.augment.color import ColorJitter, RandomGrayscale, apply_color_matrix
+from keras_ssl.augment.crop import RandomResizedCrop, draw_parameters, in_xla_context
 from keras_ssl.augment.flip import RandomFlip
 from keras_ssl.augment.pipeline import Augmenter
 from keras_ssl.augment.vector import FeatureMask, FeatureNoise
@@ -19,6 +23,127 @@ from keras_ssl.errors import KerasSSLError
 MIN_BLUR_SIZE = 64
 # ... and halves the colour distortion there (strength 0.5 on CIFAR-10, 1.0 on ImageNet).
 SMALL_IMAGE_STRENGTH = 0.5
+
+
+def _applied(layer, images):
+    """(apply, draws) of `layer`, drawn as its own call would (nothing drawn when p == 0)."""
+    if layer.p == 0.0:
+        return None, None
+    return draw_parameters(layer, images)
+
+
+class _CompiledViews:
+    """Holds `FusedAugmenter`'s XLA-compiled views function, out of sight of the trackers."""
+
+    function = None
+
+
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class FusedAugmenter(Augmenter):
+    """An `Augmenter` that makes its views in fewer passes over the batch: the recipes' type.
+
+    The same layers, the same random draws (each layer's own seed generator, with the ops the
+    layer draws with on its own) and so the same views as `Augmenter` on the same layers, up to
+    float rounding (tests/test_augment_fused.py); only how the batch is traversed changes:
+
+    - `RandomResizedCrop` and the `RandomFlip` layers right after it: one resampling by gathers
+      from the input as it comes (uint8 stays uint8 until the crop has picked its pixels), each
+      flip folded in as the crop's column taps in reverse order;
+    - `ColorJitter(fused=True)`: one colour matrix per image; `RandomGrayscale`: a gray matrix
+      (or the identity) per image;
+    - other augmentation layers get the float32 [0, 1] batch without a second check and clip;
+    - in a graph that XLA does not compile (a train step with `jit_compile=False`), the views
+      compile on their own with XLA (`compile_views`), which fuses the elementwise work into a
+      few loops over the pixels. Measured on 2 CPU cores: docs/performance.md.
+
+    With `training=False` it is `Augmenter` (each layer's deterministic path).
+
+    Args:
+        layers: the augmentation layers, in order (at least one).
+        compile_views: outside an XLA-compiled function, compile the views alone with XLA
+            (`tf.function(jit_compile=True)`); inside one they are part of it anyway. Eager
+            calls are never compiled.
+    """
+
+    def __init__(self, layers, compile_views: bool = True, **kwargs):
+        super().__init__(layers, **kwargs)
+        self.compile_views = bool(compile_views)
+        # In a plain holder: neither Keras nor TensorFlow's SavedModel tracks the function.
+        self._compiled = _CompiledViews()
+
+    def get_config(self):
+        return {**super().get_config(), "compile_views": self.compile_views}
+
+    def call(self, inputs, training=True):
+        if not training:
+            return super().call(inputs, training=training)
+        validate_images(inputs)
+        # The random numbers are drawn here, by the ops every layer draws with on its own
+        # (XLA's random number kernels give other numbers for the same seed).
+        params = self.draw(inputs)
+        if self.compile_views and not tf.executing_eagerly() and not in_xla_context():
+            # In a graph that XLA does not compile (a train step with jit_compile=False) the
+            # views compile on their own: XLA fuses the chain into a few loops over the pixels,
+            # where TensorFlow runs each op as a pass over the whole batch. (Eager calls run op
+            # by op: no compilation for each new shape.)
+            if self._compiled.function is None:
+                self._compiled.function = tf.function(self.views, jit_compile=True,
+                                                      autograph=False)
+            # A blur with a kernel wider than XLA's shifted sums take (over 15 taps: images from
+            # about 150 px) runs outside, as a depthwise convolution of the blurred images only.
+            split = next((i for i, layer in enumerate(self.augmentations)
+                          if type(layer) is GaussianBlur
+                          and max(layer.kernel_size) > MAX_SHIFTED_TAPS), None)
+            if split is None:
+                return self._compiled.function(inputs, params)
+            x = inputs if split == 0 else self._compiled.function(inputs, params, 0, split)
+            return self.views(x, params, split)
+        return self.views(inputs, params)
+
+    def draw(self, inputs):
+        """Per layer, the (apply, draws) its own call would draw; (None, None) where it draws
+        nothing (p == 0) or draws for itself (a layer this class does not know)."""
+        params = []
+        for layer in self.augmentations:
+            known = isinstance(layer, ImageAugmentation) and (
+                type(layer) is RandomResizedCrop or type(layer).call is ImageAugmentation.call)
+            params.append(_applied(layer, inputs) if known else (None, None))
+        return params
+
+    def views(self, inputs, params, start=0, stop=None):
+        """The training views of `inputs` (checked by `call`) from the `draw(inputs)` numbers:
+        layers `start` to `stop` (default: all)."""
+        layers, x, i = self.augmentations, inputs, start
+        stop = len(layers) if stop is None else stop
+        while i < stop:
+            layer, (apply, draws) = layers[i], params[i]
+            if type(layer) is RandomResizedCrop:
+                taps, flip, i = layer.taps(x, draws), None, i + 1
+                while i < stop and type(layers[i]) is RandomFlip:
+                    flipped = params[i][0]
+                    if flipped is not None:  # two flips cancel out
+                        flip = flipped if flip is None else tf.not_equal(flip, flipped)
+                    i += 1
+                x = layer.resample(x, taps, flip)
+                continue
+            if x.dtype != tf.float32:  # the later layers take float32 in [0, 1]
+                x = to_float_images(x)
+            if not isinstance(layer, ImageAugmentation) or (
+                    type(layer).call is not ImageAugmentation.call):
+                x = layer(x, training=True)
+            elif apply is None:  # p == 0: nothing to do
+                pass
+            elif type(layer) is ColorJitter and layer.fused:
+                matrix, offset = layer.color_matrix(apply, draws, tf.reduce_mean(x, axis=[1, 2]))
+                x = apply_color_matrix(x, matrix, offset)
+            elif type(layer) is RandomGrayscale:
+                if x.shape[-1] == 3:
+                    x = apply_color_matrix(x, layer.matrix(apply, 3))
+            else:
+                # What ImageAugmentation.call does, less the check and the clip of the input.
+                x = layer.transform(x, apply, draws)
+            i += 1
+        return x
 
 
 def _size(image_size) -> tuple[int, int]:
@@ -65,7 +190,9 @@ def simclr(image_size, strength: float | None = None, blur: bool | None = None,
 
     Random resized crop (area 8-100%, aspect 3/4-4/3) to `image_size`, horizontal flip (p=0.5),
     color jitter (brightness, contrast, saturation 0.8 * strength, hue 0.2 * strength, p=0.8),
-    grayscale (p=0.2) and Gaussian blur (p=0.5, kernel 10% of the side, sigma 0.1-2).
+    grayscale (p=0.2) and Gaussian blur (p=0.5, kernel 10% of the side, sigma 0.1-2), as a
+    `FusedAugmenter`. The jitter is `ColorJitter(fused=True)`: one colour matrix per image, hue
+    as a rotation about the gray axis, clipped once (what that changes: `ColorJitter`).
 
     Args:
         image_size: output size, an int or (height, width).
@@ -89,12 +216,13 @@ def simclr(image_size, strength: float | None = None, blur: bool | None = None,
         raise KerasSSLError(f"simclr strength must be >= 0 (1.0 in the paper), got {strength!r}.")
     s = float(strength)
     seeds = _seeds(seed)
-    return Augmenter(
+    return FusedAugmenter(
         [
             RandomResizedCrop(height, width, scale=crop_scale, ratio=(3 / 4, 4 / 3),
                               seed=next(seeds)),
             RandomFlip(p=0.5, seed=next(seeds)),
-            ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, min(0.2 * s, 0.5), p=0.8, seed=next(seeds)),
+            ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, min(0.2 * s, 0.5), p=0.8, fused=True,
+                        seed=next(seeds)),
             RandomGrayscale(p=0.2, seed=next(seeds)),
             *_blur(height, width, blur, next(seeds)),
         ]
@@ -104,8 +232,9 @@ def simclr(image_size, strength: float | None = None, blur: bool | None = None,
 def moco_v2(image_size, blur: bool | None = None, seed: int | None = None) -> Augmenter:
     """MoCo v2's views (Chen et al. 2020, "Improved baselines").
 
-    Random resized crop (area 20-100%), color jitter (0.4, 0.4, 0.4, 0.1, p=0.8), grayscale
-    (p=0.2), Gaussian blur (p=0.5, sigma 0.1-2) and horizontal flip.
+    Random resized crop (area 20-100%), color jitter (0.4, 0.4, 0.4, 0.1, p=0.8, fused into one
+    colour matrix per image as in `simclr`), grayscale (p=0.2), Gaussian blur (p=0.5, sigma
+    0.1-2) and horizontal flip, as a `FusedAugmenter`.
 
     Args:
         image_size: output size, an int or (height, width).
@@ -119,10 +248,10 @@ def moco_v2(image_size, blur: bool | None = None, seed: int | None = None) -> Au
     """
     height, width = _size(image_size)
     seeds = _seeds(seed)
-    return Augmenter(
+    return FusedAugmenter(
         [
             RandomResizedCrop(height, width, scale=(0.2, 1.0), seed=next(seeds)),
-            ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8, seed=next(seeds)),
+            ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8, fused=True, seed=next(seeds)),
             RandomGrayscale(p=0.2, seed=next(seeds)),
             *_blur(height, width, blur, next(seeds)),
             RandomFlip(p=0.5, seed=next(seeds)),
@@ -143,7 +272,7 @@ def weak(image_size, seed: int | None = None) -> Augmenter:
     """
     height, width = _size(image_size)
     seeds = _seeds(seed)
-    return Augmenter(
+    return FusedAugmenter(
         [
             RandomResizedCrop(height, width, scale=(0.5, 1.0), seed=next(seeds)),
             RandomFlip(p=0.5, seed=next(seeds)),
