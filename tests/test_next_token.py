@@ -117,3 +117,17 @@ def test_next_token_step_compiles_with_xla(pydoc_1500):
     model.compile(optimizer="adam", jit_compile=True)
     history = model.fit(data.x_train[:64], batch_size=32, epochs=2, verbose=0).history
     assert history["loss"][-1] < history["loss"][0]
+
+
+def test_built_from_data_with_a_registry_encoder_and_a_unigram_baseline(pydoc_1500):
+    data = pydoc_1500
+    encoder = encoders.build("transformer", data.input_shape, width=32, kind="text",
+                             vocab_size=data.vocab_size, **NextTokenModel.encoder_options)
+    model = NextTokenModel.from_data(encoder, data)
+    assert model.vocab_size == data.vocab_size and model.vectorizer is data.vectorizer
+    baseline = NextTokenModel.baseline_scores(data)
+    assert set(baseline) == {"next_token_accuracy", "perplexity"}  # the model's metric names
+    assert 0.03 < baseline["next_token_accuracy"] < 0.2 and baseline["perplexity"] > 50
+    with pytest.raises(KerasSSLError, match="causal=True"):
+        NextTokenModel.from_data(encoders.build("transformer", data.input_shape, width=32,
+                                                kind="text", vocab_size=data.vocab_size), data)

@@ -171,10 +171,10 @@ def LSTMEncoder(
 
 
 @register_encoder("transformer", "text")
-def _transformer(input_shape, width=None, *, vocab_size):
+def _transformer(input_shape, width=None, *, vocab_size, causal=False):
     width = width or 128
     return TransformerEncoder(vocab_size, input_shape[0], embed_dim=width,
-                              num_heads=max(1, width // 32), ff_dim=2 * width)
+                              num_heads=max(1, width // 32), ff_dim=2 * width, causal=causal)
 
 
 @register_encoder("lstm", "text")

@@ -134,6 +134,26 @@ class NextTokenModel(MaskedLanguageModel):
     def method_metrics(self):
         return [self.accuracy_tracker, self.perplexity_tracker]
 
+    # What a registry-built encoder needs for this method (`encoders.build("transformer", ...)`).
+    encoder_options = {"causal": True}
+
+    @classmethod
+    def from_data(cls, encoder, data, **options):
+        """The model for `data` (a `keras_ssl.data.TextData`): its vocabulary and vectorizer."""
+        return cls(encoder, vocab_size=data.vocab_size, vectorizer=data.vectorizer, **options)
+
+    baseline_label = "unigram"
+
+    @classmethod
+    def baseline_scores(cls, data) -> dict | None:
+        """Held-out next-token accuracy and perplexity of the unigram model (`unigram_baseline`),
+        under the names of the model's own metrics; None without held-out text."""
+        if data.x_test is None:
+            return None
+        baseline = unigram_baseline(data.x_train, data.x_test, vocab_size=data.vocab_size)
+        return {"next_token_accuracy": baseline["accuracy"],
+                "perplexity": baseline["perplexity"]}
+
     def next_token_logits(self, token_ids, training=False):
         """The head's logits `[N, L - 1, V]` at positions 0..L-2, predicting tokens 1..L-1."""
         features = self.encoder(tf.cast(token_ids, "int32"), training=training)
