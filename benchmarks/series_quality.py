@@ -14,6 +14,10 @@ Beside them:
   the same epochs (the same number of steps), then scored the same way on its frozen features
   (and, in the last column, its own classifier's test accuracy).
 
+With `--pretrain-on all` the methods pretrain on the training and the test series together (still
+without labels: a transductive protocol, for sets whose training split holds a few dozen series);
+the probes and the supervised baseline use the labelled training split only, as before.
+
 `simclr` uses `augment.series()` views; `masked_steps`, `forecast` and `segment_order` their
 registry defaults (no augmentation).
 
@@ -28,10 +32,11 @@ import json
 import time
 
 import keras
+import numpy as np
 
 import keras_ssl
 from keras_ssl import augment, encoders, evaluate
-from keras_ssl.data import series
+from keras_ssl.data import series, to_dataset
 
 METHODS = ("simclr", "masked_steps", "forecast", "segment_order")
 SETS = ("GunPoint", "ItalyPowerDemand", "ArrowHead")
@@ -57,8 +62,11 @@ def score(embed, data, k):
     }
 
 
-def run_set(name, methods, epochs, batch_size, width, seed, k, jit):
+def run_set(name, methods, epochs, batch_size, width, seed, k, jit, pretrain_on="train"):
     data = series.load(f"ucr:{name}")
+    unlabelled = data.x_train
+    if pretrain_on == "all":
+        unlabelled = np.concatenate([data.x_train, data.x_test])
     batch = min(batch_size, len(data.x_train))
     rows = {"raw series": score(lambda x: x.reshape(len(x), -1), data, k)}
     encoder = make_encoder(data, width, seed)
@@ -67,7 +75,7 @@ def run_set(name, methods, epochs, batch_size, width, seed, k, jit):
         start = time.perf_counter()
         model = build_method(method, make_encoder(data, width, seed), seed)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
-        model.fit(data.train_dataset(batch, seed=seed), epochs=epochs, verbose=0)
+        model.fit(to_dataset(unlabelled, batch_size=batch, seed=seed), epochs=epochs, verbose=0)
         rows[method] = score(lambda x, m=model: m.predict(x, verbose=0), data, k)
         rows[method]["seconds"] = time.perf_counter() - start
     # Supervised: the same encoder and steps, with labels.
@@ -108,6 +116,8 @@ def main(argv=None):
     parser.add_argument("--knn-k", type=int, default=5)
     parser.add_argument("--jit", action="store_true", help="compile the steps with XLA")
     parser.add_argument("--quick", action="store_true", help="2 epochs on GunPoint")
+    parser.add_argument("--pretrain-on", choices=("train", "all"), default="train",
+                        help="the series the methods pretrain on (labels are never used)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     sets = args.sets or (["GunPoint"] if args.quick else list(SETS))
@@ -115,13 +125,14 @@ def main(argv=None):
     results = {}
     for name in sets:
         data, rows = run_set(name, args.methods or METHODS, epochs, args.batch_size, args.width,
-                             args.seed, args.knn_k, args.jit)
+                             args.seed, args.knn_k, args.jit, args.pretrain_on)
         info = (f"({len(data.x_train)} train / {len(data.x_test)} test, T={data.num_steps}, "
                 f"{data.num_classes} classes)")
         results[name] = (info, rows)
         print(table({name: (info, rows)}).split("\n", 2)[2], flush=True)
     print()
-    print(f"epochs={epochs}, batch={args.batch_size}, resnet1d width={args.width}, seed={args.seed}")
+    print(f"epochs={epochs}, batch={args.batch_size}, resnet1d width={args.width}, "
+          f"seed={args.seed}, pretrained on {args.pretrain_on} series")
     print(table(results))
     if args.json:
         with open(args.json, "w") as f:
