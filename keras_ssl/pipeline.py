@@ -369,13 +369,14 @@ def _load(source, cls, method, *, seed, image_size, max_examples, data_dir, down
     return data
 
 
-def build_encoder(encoder, width, data) -> keras.Model:
+def build_encoder(encoder, width, data, **options) -> keras.Model:
     """The encoder `pretrain` trains on `data`: `encoder` itself when it is a `keras.Model`, the
     registered encoder of that name, or the default for the data's shape (`keras_ssl.defaults`);
-    `width` sizes a built one."""
+    `width` sizes a built one, `options` go to its builder."""
     if isinstance(encoder, keras.Model):
         return encoder
-    options = {"vocab_size": data.vocab_size} if data.kind == "text" else {}
+    if data.kind == "text":
+        options["vocab_size"] = data.vocab_size
     if encoder:  # a named encoder: width sizes it, or its own default does
         return encoders.build(encoder, data.input_shape, width=width, kind=data.kind, **options)
     chosen = defaults.choose(data.input_shape, data.kind)
@@ -399,7 +400,7 @@ def build_model(method, data, *, encoder=None, width=None, seed=0, method_option
         options["augmenter"] = augment.simclr(
             data.input_shape[:2], strength=views.get("strength"),
             crop_scale=(float(views.get("min_crop_area", 0.08)), 1.0), seed=seed)
-    backbone = build_encoder(encoder, width, data)
+    backbone = build_encoder(encoder, width, data, **cls.encoder_options)
     try:
         return cls.from_data(backbone, data, **options)
     except (TypeError, ValueError) as e:  # an option the method does not take

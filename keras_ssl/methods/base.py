@@ -339,6 +339,9 @@ class SelfSupervisedModel(keras.Model):
         batch = next(iter(data.train_dataset(count, seed=seed)))
         return batch.numpy() if hasattr(batch, "numpy") else batch
 
+    # Options of the registered encoder this method needs (a causal Transformer for next_token).
+    encoder_options: dict = {}
+
     baseline_label: str = "baseline"
 
     @classmethod
