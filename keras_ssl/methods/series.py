@@ -32,7 +32,7 @@ from keras_ssl.methods.base import SelfSupervisedModel
 from keras_ssl.methods.registry import register_method
 from keras_ssl.pretext._common import batch_size, seed_tensor, uniform_int
 
-__all__ = ["Forecast", "MaskedSteps", "SegmentOrder", "SeriesMethod", "forecast_mask",
+__all__ = ["Forecast", "MaskedSteps", "SegmentOrder", "forecast_mask",
            "permute_segments", "series_decoder", "step_mask"]
 
 
@@ -107,7 +107,7 @@ def series_decoder(feature_dim: int, output_shape, hidden_dim: int = 256,
 
 
 # ----- the shared base ----------------------------------------------------------------------------
-class SeriesMethod(SelfSupervisedModel):
+class _SeriesMethod(SelfSupervisedModel):
     """What the series methods share: series input checks, float32 inputs, the `series` export."""
 
     input_kinds = ("series",)
@@ -199,7 +199,7 @@ def _check_positive_int(name, value, least=1):
 # ----- the methods ------------------------------------------------------------------------------
 @register_method("masked_steps")
 @keras.saving.register_keras_serializable(package="keras_ssl")
-class MaskedSteps(SeriesMethod):
+class MaskedSteps(_SeriesMethod):
     """Masked-step reconstruction: hide random spans of steps (set to 0, every channel) and
     rebuild them from the encoder's feature vector; the loss is the mean squared error over the
     hidden steps only (`losses.masked_reconstruction`), as MAE scores only hidden patches.
@@ -259,7 +259,7 @@ class MaskedSteps(SeriesMethod):
 
 @register_method("forecast")
 @keras.saving.register_keras_serializable(package="keras_ssl")
-class Forecast(SeriesMethod):
+class Forecast(_SeriesMethod):
     """Next-step forecasting as a pretext task: the encoder sees each series up to a random step
     c (later steps zeroed, as the padding of a shorter series) and a head predicts steps
     c .. c + horizon - 1 from its feature vector; mean squared error over those steps.
@@ -320,7 +320,7 @@ class Forecast(SeriesMethod):
 
 @register_method("segment_order")
 @keras.saving.register_keras_serializable(package="keras_ssl")
-class SegmentOrder(SeriesMethod):
+class SegmentOrder(_SeriesMethod):
     """Segment-order prediction: cut each series into `segments` equal segments, shuffle them by
     one of the `segments!` permutations (drawn per series) and classify which one from the
     encoder's feature vector (cross-entropy; `order_accuracy`). Chance is `1 / segments!`.
