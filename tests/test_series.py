@@ -94,7 +94,7 @@ def test_ucr_set_from_the_installed_archive():
 
 
 def test_ucr_without_the_archive_package_names_the_extra(monkeypatch):
-    monkeypatch.setattr(series, "_archive_folders", lambda: [])
+    monkeypatch.setattr(sys.modules["keras_ssl.data.series_files"], "_archive_folders", lambda: [])
     with pytest.raises(KerasSSLError, match=r"pip install 'keras-ssl\[series\]'"):
         series.load("ucr:GunPoint")
 
