@@ -13,6 +13,8 @@ examples:
   keras-ssl pretrain --method simclr --data ./photos --image-size 96 --minutes 30
   keras-ssl pretrain --method simclr --data digits --plots plots/simclr --logdir runs/simclr
   keras-ssl pretrain --method mlm --data pydoc --export saved_models/mlm
+  keras-ssl pretrain --method next_token --data pydoc
+  keras-ssl pretrain --method masked_steps --data ucr:GunPoint
   keras-ssl evaluate saved_models/simclr --data digits
   keras-ssl embed saved_models/simclr --data digits --out embeddings.npz
 """

@@ -410,6 +410,16 @@ def build_model(method, data, *, encoder=None, width=None, seed=0, method_option
                             "its arguments.") from e
 
 
+def knn_neighbours(bank_size: int) -> int:
+    """k of the kNN scores: 200 (as in the SimCLR and MoCo papers' monitors) unless the bank is
+    small (a UCR training set of 50 series), where a fifth of it, at least 5.
+
+    >>> knn_neighbours(10_000), knn_neighbours(50)
+    (200, 10)
+    """
+    return int(min(200, max(5, bank_size // 5)))
+
+
 class _Scorer:
     """Held-out scores of the model as it is now: kNN and linear probe on labelled data, or the
     method's own held-out metrics on text."""
@@ -417,12 +427,13 @@ class _Scorer:
     def __init__(self, model, cls, data, eval_examples, seed):
         self.model, self.cls, self.data = model, cls, data
         self.split = None if data.kind == "text" else data.evaluation_arrays(eval_examples, seed)
+        self.k = knn_neighbours(len(self.split[1])) if self.split else None
 
     def score(self) -> dict:
         if self.data.kind == "text":
             passes = self.data.test_dataset(256).repeat(TEXT_EVAL_PASSES)
             return self.model.evaluate(passes, verbose=0, return_dict=True)
-        return evaluate.evaluate_encoder(self.model, *self.split)
+        return evaluate.evaluate_encoder(self.model, *self.split, k=self.k)
 
     def baseline_and_random_init(self) -> list[tuple[str, dict]]:
         if self.split is None and (self.data.kind != "text" or self.data.x_test is None):
@@ -439,7 +450,8 @@ def _callbacks(scorer, epochs, knn_every, logdir, setup, extra):
     every = max(1, epochs // 10) if knn_every is None else knn_every
     if scorer and scorer.split and epochs and every:
         x_train, y_train, x_test, y_test = scorer.split
-        monitor = KNNMonitor((x_train, y_train), (x_test, y_test), every_n_epochs=every)
+        monitor = KNNMonitor((x_train, y_train), (x_test, y_test), every_n_epochs=every,
+                             k=scorer.k)
         found.append(monitor)
     if logdir:
         found.append(keras.callbacks.TensorBoard(log_dir=setup.worker_dir(logdir)))

@@ -348,9 +348,9 @@ def test_empty_and_missing_folders(tmp_path):
 
 
 def test_unsupported_file_kind(tmp_path):
-    (tmp_path / "x.csv").write_text("1,2")
+    (tmp_path / "x.xyz").write_text("1,2")
     with pytest.raises(KerasSSLError, match="Don't know how to read"):
-        data.load(str(tmp_path / "x.csv"))
+        data.load(str(tmp_path / "x.xyz"))
 
 
 def test_folder_max_examples_decodes_a_stratified_subset(tmp_path):

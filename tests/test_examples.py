@@ -32,6 +32,13 @@ CASES = {
     "masked_language_model": ("MaskedLanguageModel", [],
                               r"masked-token accuracy: train [01]\.\d{3}, held-out [01]\.\d{3}"
                               r".*query: .*nearest: "),
+    **{name: (cls, [], TABLE_ROW + r".*embedding std 0\.\d{4}, effective rank \d")
+       for name, cls in (("byol", "BYOL"), ("simsiam", "SimSiam"), ("barlow_twins", "BarlowTwins"),
+                         ("vicreg", "VICReg"), ("dino", "DINO"), ("nnclr", "NNCLR"),
+                         ("mae_vit", "MAE"))},
+    "next_token": ("NextTokenModel", [],
+                   r"unigram\s+0\.\d{3}.*next_token\s+0\.\d{3}.*query: .*nearest: "),
+    "time_series": ("MaskedSteps", [], TABLE_ROW),
     "downstream_classifier": ("SimCLR", [],
                               r"(1% \(\d+\)\s+linear probe\s+[01]\.\d{3}\s+[01]\.\d{3}).*"
                               r"(10% \(\d+\)\s+fine-tune\s+[01]\.\d{3}\s+[01]\.\d{3})"),
@@ -61,7 +68,8 @@ with open(out_path, "w") as f:
 
 # The method examples share one training loop with simclr_cifar10 and the other default ones, so
 # the default suite runs these with -m slow only (keeping it under 10 minutes on 2 cores).
-SLOW = {"moco", "supcon", "triplet", "rotnet", "jigsaw"}
+SLOW = {"moco", "supcon", "triplet", "rotnet", "jigsaw", "byol", "simsiam", "barlow_twins",
+        "vicreg", "dino", "nnclr", "mae_vit", "next_token", "time_series"}
 
 
 def _quick_runs(names, folder):

@@ -13,11 +13,16 @@ def tiny_method(name, seed=0):
     """A registered method on a tiny encoder, and a batch it trains on: (model, x, y)."""
     cls, preset = get_method(name)
     rng = np.random.default_rng(seed)
-    if name == "mlm":
+    if name in ("mlm", "next_token"):
         encoder = encoders.TransformerEncoder(VOCAB, LENGTH, embed_dim=8, num_heads=2,
-                                              num_layers=1, ff_dim=16, dropout=0.0)
+                                              num_layers=1, ff_dim=16, dropout=0.0,
+                                              causal=name == "next_token")
         x = rng.integers(3, VOCAB, (BATCH, LENGTH)).astype("int32")
         return cls(encoder, VOCAB, seed=seed), x, None
+    if "series" in cls.input_kinds and "images" not in cls.input_kinds:
+        encoder = encoders.ResNet1D((LENGTH, 2), width=4, blocks=1)
+        x = rng.normal(size=(BATCH, LENGTH, 2)).astype("float32")
+        return cls(encoder, seed=seed, **preset), x, None
     kwargs = dict(preset)
     size = 16
     if name == "moco":

@@ -37,7 +37,7 @@ class SimCLR(SelfSupervisedModel):
     ['contrastive_accuracy', 'loss']
     """
 
-    input_kinds = ("images", "vectors")
+    input_kinds = ("images", "vectors", "series")
     min_batch_size = 2
 
     def __init__(self, encoder, augmenter=None, *, projection_dim=128, temperature=0.1,
