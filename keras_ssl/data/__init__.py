@@ -16,6 +16,13 @@ Accepted sources:
   and optionally the `t10k-*` pair, used as the held-out split).
 - a tensorflow-datasets name (`"cifar10"`, `"stl10"`, `"fashion_mnist"`, ...) already prepared in
   `data_dir`; nothing is downloaded unless `download=True`.
+- a list of image files, a glob (`"photos/**/*.jpg"`), TFRecord shards of encoded images (a file,
+  a glob, or a folder such as `keras_ssl.data.prepare` writes).
+
+Image folders, files, TFRecords and tfds sets too large for memory stream instead (`stream=None`,
+the default, decides from their decoded size; `stream=True` / `False` force it): `load` returns a
+`StreamData` (`keras_ssl.data.stream`) with the same interface, which decodes each batch from
+storage in `tf.data`.
 
 >>> from keras_ssl import data
 >>> d = data.load("digits")
