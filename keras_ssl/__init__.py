@@ -20,12 +20,14 @@ from keras_ssl import (  # noqa: E402
     augment,
     callbacks,
     checkpoint,
+    collapse,
     data,
     encoders,
     evaluate,
     guards,
     heads,
     losses,
+    pipeline,
     plot,
     pretext,
     serving,
@@ -34,66 +36,36 @@ from keras_ssl import (  # noqa: E402
 from keras_ssl.errors import KerasSSLError  # noqa: E402
 from keras_ssl.export import export_encoder, load_encoder  # noqa: E402
 from keras_ssl.methods import (  # noqa: E402
+    BYOL,
+    DINO,
+    MAE,
     METHODS,
+    NNCLR,
     AutoEncoder,
+    BarlowTwins,
+    Forecast,
     Jigsaw,
     MaskedLanguageModel,
+    MaskedSteps,
     MoCo,
+    NextTokenModel,
     RotNet,
+    SegmentOrder,
     SelfSupervisedModel,
     SimCLR,
+    SimSiam,
     SupCon,
     Triplet,
+    VICReg,
 )
 from keras_ssl.pipeline import PretrainResult, pretrain  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
-    "METHODS",
-    "AutoEncoder",
-    "Jigsaw",
-    "KerasSSLError",
-    "PretrainResult",
-    "MaskedLanguageModel",
-    "MoCo",
-    "RotNet",
-    "SelfSupervisedModel",
-    "SimCLR",
-    "SupCon",
-    "Triplet",
-    "augment",
-    "callbacks",
-    "checkpoint",
-    "data",
-    "encoders",
-    "evaluate",
-    "guards",
-    "export_encoder",
-    "heads",
-    "load_encoder",
-    "losses",
-    "plot",
-    "pretext",
-    "pretrain",
-    "serving",
-    "training",
-    "__version__",
+    "BYOL", "DINO", "MAE", "METHODS", "NNCLR", "AutoEncoder", "BarlowTwins", "Forecast", "Jigsaw",
+    "KerasSSLError", "MaskedLanguageModel", "MaskedSteps", "MoCo", "NextTokenModel",
+    "PretrainResult", "RotNet", "SegmentOrder", "SelfSupervisedModel", "SimCLR", "SimSiam",
+    "SupCon", "Triplet", "VICReg", "__version__", "augment", "callbacks", "checkpoint", "collapse",
+    "data", "encoders", "evaluate", "export_encoder", "guards", "heads", "load_encoder", "losses",
+    "pipeline", "plot", "pretext", "pretrain", "serving", "training",
 ]
-
-# Autoregressive text and time-series methods.
-from keras_ssl.methods import Forecast, MaskedSteps, NextTokenModel, SegmentOrder  # noqa: E402
-
-__all__ += ["Forecast", "MaskedSteps", "NextTokenModel", "SegmentOrder"]
-
-# Methods without negatives, and NNCLR.
-from keras_ssl.methods import BYOL, NNCLR, BarlowTwins, SimSiam, VICReg  # noqa: E402
-
-__all__ += ["BYOL", "NNCLR", "BarlowTwins", "SimSiam", "VICReg"]
-
-from keras_ssl.methods import MAE  # noqa: E402
-
-__all__ += ["MAE"]
-
-from keras_ssl.methods import DINO  # noqa: E402
-
-__all__ += ["DINO"]

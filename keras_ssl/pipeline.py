@@ -34,6 +34,7 @@ from keras_ssl import (
 )
 from keras_ssl import data as data_lib
 from keras_ssl.callbacks import KNNMonitor
+from keras_ssl.collapse import CollapseMonitor
 from keras_ssl.data import text
 from keras_ssl.devices import RunDevices
 from keras_ssl.errors import KerasSSLError
@@ -46,6 +47,8 @@ from keras_ssl.validate import check_int, check_number
 # Text is scored by masking the held-out examples several times over: more masked tokens.
 TEXT_EVAL_PASSES = 4
 PLOT_POINTS = 2000
+# Held-out examples whose embeddings the collapse monitor follows (std, effective rank).
+COLLAPSE_EXAMPLES = 512
 # Method options that set the views rather than the method: augment.simclr's colour strength and
 # smallest crop area.
 VIEW_OPTIONS = ("strength", "min_crop_area")
@@ -377,6 +380,7 @@ def build_encoder(encoder, width, data, **options) -> keras.Model:
         return encoder
     if data.kind == "text":
         options["vocab_size"] = data.vocab_size
+    encoder = encoder or options.pop("default_encoder", None)
     if encoder:  # a named encoder: width sizes it, or its own default does
         return encoders.build(encoder, data.input_shape, width=width, kind=data.kind, **options)
     chosen = defaults.choose(data.input_shape, data.kind)
@@ -400,7 +404,8 @@ def build_model(method, data, *, encoder=None, width=None, seed=0, method_option
         options["augmenter"] = augment.simclr(
             data.input_shape[:2], strength=views.get("strength"),
             crop_scale=(float(views.get("min_crop_area", 0.08)), 1.0), seed=seed)
-    backbone = build_encoder(encoder, width, data, **cls.encoder_options)
+    backbone = build_encoder(encoder, width, data, default_encoder=cls.default_encoder,
+                             **cls.encoder_options)
     try:
         return cls.from_data(backbone, data, **options)
     except (TypeError, ValueError) as e:  # an option the method does not take
@@ -453,6 +458,8 @@ def _callbacks(scorer, epochs, knn_every, logdir, setup, extra):
         monitor = KNNMonitor((x_train, y_train), (x_test, y_test), every_n_epochs=every,
                              k=scorer.k)
         found.append(monitor)
+    if scorer and scorer.split is not None and scorer.model.encoder_output_rank == 2:
+        found.append(CollapseMonitor(scorer.split[2][:COLLAPSE_EXAMPLES]))
     if logdir:
         found.append(keras.callbacks.TensorBoard(log_dir=setup.worker_dir(logdir)))
     return [*found, *extra], monitor

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_methods import tiny_method
 
 import keras_ssl
 from keras_ssl import encoders, training
@@ -207,6 +208,13 @@ def _method(name, jit_compile=False):
                                               num_layers=1)
         x = np.random.default_rng(0).integers(3, 50, (40, 12)).astype("int32")
         kwargs["vocab_size"] = 50
+    elif name not in ("moco", "jigsaw") and not set(cls.input_kinds) & {"images"} or name == "mae":
+        # Text, series and ViT methods: their tiny builds, on 40 examples.
+        model, batch, _ = tiny_method(name)
+        x = np.concatenate([batch] * 5)
+        model.compile(optimizer=training.default_optimizer(1e-2, total_steps=15),
+                      jit_compile=jit_compile)
+        return model, x, (np.arange(40) % 4 if cls.needs_labels else None)
     else:
         if name == "moco":
             kwargs.update(queue_size=32, projection_dim=8)

@@ -31,6 +31,8 @@ def _arguments(method, sources):
     if "text" in cls.input_kinds:
         return dict(data=str(sources / "notes.txt"), batch_size=8, width=16, sequence_length=16,
                     vocab_size=200)
+    if method == "mae":  # its ViT
+        return dict(data=str(sources / "images.npz"), batch_size=16)
     return dict(data=str(sources / "images.npz"), batch_size=16, encoder="convnet", width=4)
 
 

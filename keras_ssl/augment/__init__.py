@@ -20,7 +20,7 @@ from keras_ssl.augment.color import ColorJitter, RandomGrayscale, Solarize
 from keras_ssl.augment.crop import RandomResizedCrop, Resize
 from keras_ssl.augment.flip import RandomFlip
 from keras_ssl.augment.pipeline import Augmenter
-from keras_ssl.augment.recipes import moco_v2, simclr, vectors, weak
+from keras_ssl.augment.recipes import FusedAugmenter, moco_v2, simclr, vectors, weak
 from keras_ssl.augment.vector import FeatureMask, FeatureNoise, validate_vectors
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "ColorJitter",
     "FeatureMask",
     "FeatureNoise",
+    "FusedAugmenter",
     "GaussianBlur",
     "ImageAugmentation",
     "RandomFlip",

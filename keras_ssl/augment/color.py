@@ -19,12 +19,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_ssl import images as images_lib
 from keras_ssl.augment.base import ImageAugmentation, check_range
 from keras_ssl.augment.crop import in_xla_context
 from keras_ssl.errors import KerasSSLError
 
-# ITU-R 601 luma, as torchvision's rgb_to_grayscale (and PIL's "L" mode).
-GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+# ITU-R 601 luma, as torchvision's rgb_to_grayscale (and PIL's "L" mode): keras_ssl's one constant.
+GRAY_WEIGHTS = np.array(images_lib.GRAY_WEIGHTS, np.float32)
 
 _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE, _IDENTITY = range(5)
 
@@ -33,7 +34,7 @@ def grayscale(images: tf.Tensor) -> tf.Tensor:
     """float [N, H, W, 3] -> [N, H, W, 1] luma; 1-channel images are returned as they are."""
     if images.shape[-1] == 1:
         return images
-    return tf.tensordot(images, tf.constant(GRAY_WEIGHTS), axes=[[3], [0]])[..., None]
+    return images_lib.grayscale(images)
 
 
 def _factor_range(value, name: str) -> tuple[float, float]:

@@ -284,7 +284,7 @@ class SelfSupervisedModel(keras.Model):
                 "data.train_dataset(batch_size, labels=True), or choose a method that needs none."
             )
         expected = self.encoder.input_shape
-        shape = inputs.shape
+        shape = tf.TensorShape(inputs.shape)  # NumPy inputs give a tuple
         if self.input_kind == "images":
             dtype = tf.as_dtype(inputs.dtype)
             if dtype != tf.uint8 and not dtype.is_floating:
@@ -339,8 +339,10 @@ class SelfSupervisedModel(keras.Model):
         batch = next(iter(data.train_dataset(count, seed=seed)))
         return batch.numpy() if hasattr(batch, "numpy") else batch
 
-    # Options of the registered encoder this method needs (a causal Transformer for next_token).
+    # Options of the registered encoder this method needs (a causal Transformer for next_token),
+    # and the registered encoder it trains when none is named (None: the default for the data).
     encoder_options: dict = {}
+    default_encoder: str | None = None
 
     baseline_label: str = "baseline"
 

@@ -92,7 +92,7 @@ def shared_weights_at(encoder: keras.Model, image_size) -> keras.Model | None:
     except Exception:  # noqa: BLE001 - any failure means: resize the local crops instead
         return None
     if tuple(out.shape) != (2, encoder.output_shape[-1]) or len(model.weights) != len(
-            encoder.weights) or any(a is not b for a, b in zip(model.weights, encoder.weights)):
+            encoder.weights) or any(a is not b for a, b in zip(model.weights, encoder.weights, strict=True)):
         return None
     return model
 
