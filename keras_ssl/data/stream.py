@@ -61,6 +61,8 @@ NAMED_BAD_FILES = 5
 RECORD_SHUFFLE_BUFFER = 4096
 # A source is an error when none of its first this many files decodes (then every file is tried).
 PROBE_FILES = 16
+# Decoded examples checked for gaps (skipped files) at a time.
+FILL_CHUNK = 64
 ON_BAD_FILE = ("skip", "raise")
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
 SHARDS_FILE = "keras_ssl_shards.json"
@@ -161,24 +163,32 @@ def fill_gaps(decoded, end, names, initial_image, initial_label):
         (end, tf.zeros_like(initial_image), tf.zeros_like(initial_label)))
     stream = decoded.concatenate(sentinel)
 
-    def step(state, element):
+    def step(state, chunk):
+        # One step per chunk of FILL_CHUNK examples (not per example: the fill is cheap when
+        # nothing is missing, which is nearly always).
         expected, last_image, last_label = state
-        position, image, label = element
-        gap = tf.maximum(position - expected, 0)
-        missing = tf.range(expected, expected + gap)
-        at_end = position >= end
-        keep = tf.cast(tf.logical_not(at_end), tf.int64)
-        images = tf.concat([tf.repeat(last_image[None], gap, axis=0),
-                            tf.repeat(image[None], keep, axis=0)], axis=0)
-        labels = tf.concat([tf.repeat(last_label[None], gap, axis=0),
-                            tf.repeat(label[None], keep, axis=0)], axis=0)
-        bad = tf.concat([names(missing), tf.repeat(tf.constant([""]), keep, axis=0)], axis=0)
-        new_image = tf.cond(at_end, lambda: last_image, lambda: image)
-        new_label = tf.cond(at_end, lambda: last_label, lambda: label)
-        return (position + 1, new_image, new_label), (images, labels, bad)
+        positions, images, labels = chunk
+        real = positions < end  # the sentinel is not an example
+        positions = tf.boolean_mask(positions, real)
+        images, labels = tf.boolean_mask(images, real), tf.boolean_mask(labels, real)
+        upto = tf.cond(tf.reduce_all(real), lambda: positions[-1], lambda: end - 1)
+        wanted = tf.range(expected, upto + 1)
+        # The newest good example at or before each wanted position (-1: the one before the chunk)
+        source = tf.searchsorted(positions[None], wanted[None], side="right")[0]
+        pool_positions = tf.concat([[tf.constant(-1, tf.int64)], positions], axis=0)
+        out_images = tf.gather(tf.concat([last_image[None], images], axis=0), source)
+        out_labels = tf.gather(tf.concat([last_label[None], labels], axis=0), source)
+        missing = tf.not_equal(tf.gather(pool_positions, source), wanted)
+        bad = tf.cond(tf.reduce_any(missing),
+                      lambda: tf.where(missing, names(wanted), ""),
+                      lambda: tf.fill(tf.shape(wanted), ""))
+        count = tf.shape(wanted)[0]
+        new_image = tf.cond(count > 0, lambda: out_images[-1], lambda: last_image)
+        new_label = tf.cond(count > 0, lambda: out_labels[-1], lambda: last_label)
+        return (upto + 1, new_image, new_label), (out_images, out_labels, bad)
 
     initial = (tf.constant(0, tf.int64), initial_image, initial_label)
-    return stream.scan(initial, step).unbatch()
+    return stream.batch(FILL_CHUNK).scan(initial, step).unbatch()
 
 
 def _with_report(ds, bad_files: BadFiles, labels: bool):
