@@ -1,32 +1,28 @@
-"""The `keras-ssl` command line: arguments parsed into `keras_ssl.pretrain` (and into
-`keras_ssl.evaluate` for `evaluate` / `embed`), results printed. Nothing imports this module."""
+"""The `keras-ssl` command: arguments parsed into `keras_ssl.pretrain`, `data.prepare` and
+`keras_ssl.evaluate`, results printed. Nothing imports this module."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 EXAMPLES = """\
 examples:
   keras-ssl pretrain --method simclr --data digits --export saved_models/simclr
-  keras-ssl pretrain --method simclr --data cifar10 --encoder resnet18 --epochs 100 --batch-size 512
   keras-ssl pretrain --method simclr --data ./photos --image-size 96 --minutes 30
   keras-ssl pretrain --method simclr --data digits --plots plots/simclr --logdir runs/simclr
-  keras-ssl pretrain --method mlm --data pydoc --export saved_models/mlm
-  keras-ssl pretrain --method next_token --data pydoc
+  keras-ssl pretrain --method next_token --data pydoc --export saved_models/next_token
   keras-ssl pretrain --method masked_steps --data ucr:GunPoint
   keras-ssl evaluate saved_models/simclr --data digits
   keras-ssl embed saved_models/simclr --data digits --out embeddings.npz
 """
 
 DATA_HELP = (
-    "data source: 'digits' (bundled with scikit-learn, offline), a .npz file with x (and y), a "
-    "folder of class sub-folders of images, a folder of MNIST-style idx files, or a "
-    "tensorflow-datasets name such as cifar10 (must already be prepared in --data-dir); "
-    "'digits_vectors' or a .npz of vectors x [N, F] for vector methods; for text methods: 'pydoc' "
-    "(Python's own help text, offline), a .txt file, a folder of .txt files or a "
-    "tensorflow-datasets text data set such as imdb_reviews"
-)
+    "'digits' (scikit-learn's, offline), a .npz with x (and y), a folder of (class folders of) "
+    "images, a glob, TFRecord shards (keras-ssl prepare), a folder of idx files, a prepared "
+    "tensorflow-datasets name (cifar10); 'digits_vectors'; series: a .npz with 'series', a .csv, "
+    "ucr:GunPoint; text: 'pydoc', a .txt file or folder, imdb_reviews")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,114 +32,120 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"keras-ssl: error: {message} (see {self.prog} --help)\n")
 
 
-def _number(kind):
-    """An argparse type for finite numbers: nan and inf are refused at parse time."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
+def finite(text: str) -> float:
+    """A finite number: nan and inf are refused when the arguments are parsed."""
+    value = float(text)  # not a number: argparse says "invalid finite value"
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
-# (flags, keyword of keras_ssl.pretrain, argparse options): one row per pretrain option.
+def _option(help, **options):
+    return {"help": help, **options}
+
+
+# (flag, keyword of keras_ssl.pretrain, argparse options): one row per pretrain option.
 PRETRAIN_OPTIONS = [
     ("--method", "method", dict(default="simclr", metavar="NAME")),
-    ("--data", "data", dict(default="digits", metavar="SOURCE", help=DATA_HELP)),
-    ("--data-dir", "data_dir", dict(metavar="DIR", help="tensorflow-datasets data_dir")),
-    ("--download", "download", dict(action="store_true",
-                                    help="let tensorflow-datasets download and prepare the set")),
-    ("--epochs", "epochs", dict(type=int, metavar="N", help="training epochs; 0 exports the "
-                                "random-init encoder as a baseline (default: sized to the data)")),
-    ("--minutes", "minutes", dict(type=_number(float), metavar="T", help="train for T minutes: "
-                                  "a few steps are timed, the learning-rate schedule is fitted to "
-                                  "the steps that fit, and training stops on time")),
-    ("--batch-size", "batch_size", dict(type=int, metavar="B", help="global batch (default 256, "
-                                        "32 for text; contrastive methods need at least 2)")),
-    ("--learning-rate", "learning_rate", dict(type=_number(float), metavar="LR", help="peak "
-                                              "AdamW learning rate after a warm-up, then cosine "
-                                              "decay (default 2e-3)")),
-    ("--encoder", "encoder", dict(metavar="NAME", help="backbone (default: convnet below 64 px, "
-                                  "resnet18 from 64 px, mlp for vectors, transformer for text)")),
-    ("--width", "width", dict(type=int, metavar="W", help="channels of the encoder's first stage")),
-    ("--image-size", "image_size", dict(type=int, metavar="PX", help="resize every image to PX x "
-                                        "PX when loading (needed for folders of mixed sizes)")),
-    ("--vocab-size", "vocab_size", dict(type=int, default=5000, metavar="V",
-                                        help="text: token ids, padding, OOV and [mask] included")),
-    ("--sequence-length", "sequence_length", dict(type=int, default=64, metavar="L",
-                                                  help="text: token ids per example")),
-    ("--seed", "seed", dict(type=int, default=0, metavar="S", help="random seed (default 0)")),
-    ("--max-examples", "max_examples", dict(type=int, metavar="N",
-                                            help="train on at most N examples")),
-    ("--eval-examples", "eval_examples", dict(type=int, default=10000, metavar="N", help="labelled "
-                                              "examples in the kNN bank / probe training set")),
-    ("--set", "method_options", dict(action="append", default=[], metavar="NAME=VALUE",
-                                     help="a method argument over its default, e.g. "
-                                     "--set temperature=0.2 (repeatable)")),
-    ("--export", "export", dict(metavar="DIR", help="export the encoder to DIR/<next version>/")),
-    ("--logdir", "logdir", dict(metavar="DIR", help="write TensorBoard logs to DIR")),
-    ("--plots", "plots", dict(metavar="DIR", help="write PNG plots to DIR: training curves, t-SNE "
-                              "before/after, augmented views, reconstructions")),
-    ("--knn-every", "knn_every", dict(type=int, metavar="N", help="held-out kNN accuracy every N "
-                                      "epochs (default: ~10 times per run; 0: never)")),
-    ("--online-probe", "online_probe", dict(action="store_true", help="train a linear classifier "
-                                            "on detached features while pretraining")),
-    ("--checkpoint-dir", "checkpoint_dir", dict(metavar="DIR", help="save the full training state "
-                                                "in DIR; the same command resumes after a crash")),
-    ("--checkpoint-every", "checkpoint_every", dict(type=int, default=100, metavar="STEPS",
-                                                    help="steps between checkpoints")),
-    ("--verbose", "verbose", dict(type=int, default=1, choices=(0, 1, 2),
-                                  help="0 silent, 1 progress bar, 2 one line per epoch")),
-    ("--precision", "precision_policy", dict(default="auto", choices=(
-        "auto", "float32", "mixed_float16", "mixed_bfloat16"), help="auto: float32 on CPU, "
-        "mixed_float16 with a GPU (losses and augmentation stay float32)")),
-    ("--xla", "xla", dict(default="auto", choices=("auto", "on", "off"), help="compile the step "
-                          "with XLA; auto: on with a GPU and one device")),
-    ("--strategy", "strategy", dict(default="none", choices=("none", "mirrored", "multi_worker"),
-                                    help="mirrored: every GPU here; multi_worker: TF_CONFIG")),
-    ("--sync-batchnorm", "sync_batchnorm", dict(action="store_true", help="batch-norm statistics "
-                                                "over the global batch")),
-    ("--cpu-devices", "cpu_devices", dict(type=int, metavar="N", help="split the CPU into N "
-                                          "devices for --strategy mirrored")),
+    ("--data", "data", _option(DATA_HELP, default="digits", metavar="SOURCE")),
+    ("--data-dir", "data_dir", _option("tensorflow-datasets data_dir", metavar="DIR")),
+    ("--download", "download", _option("let tfds download the set", action="store_true")),
+    ("--epochs", "epochs", _option("training epochs; 0 exports the random-init encoder "
+                                   "(default: sized to the data)", type=int, metavar="N")),
+    ("--minutes", "minutes", _option("train for T minutes: the learning-rate schedule is fitted "
+                                     "to the steps that fit", type=finite, metavar="T")),
+    ("--batch-size", "batch_size", _option("global batch (default 256, 32 for text)", type=int,
+                                           metavar="B")),
+    ("--learning-rate", "learning_rate", _option("peak AdamW learning rate, warm-up then cosine "
+                                                 "(default 2e-3)", type=finite, metavar="LR")),
+    ("--encoder", "encoder", _option("backbone (default: by the data's shape)", metavar="NAME")),
+    ("--width", "width", _option("channels of the encoder's first stage", type=int, metavar="W")),
+    ("--image-size", "image_size", _option("resize images to PX x PX when loading (folders of "
+                                           "mixed sizes)", type=int, metavar="PX")),
+    ("--stream", "stream", _option("read image files batch by batch (auto: over 1 GiB decoded)",
+                                   type=lambda v: {"auto": None, "on": True, "off": False}[v],
+                                   metavar="auto|on|off")),
+    ("--cache", "cache", _option("cache decoded streamed images in memory (or FILE)", nargs="?",
+                                 const=True, default=False, metavar="FILE")),
+    ("--on-bad-file", "on_bad_file", _option("an unreadable file in a stream: skip it (counted) "
+                                             "or stop", default="skip", choices=("skip", "raise"))),
+    ("--vocab-size", "vocab_size", _option("text: token ids", type=int, default=5000, metavar="V")),
+    ("--sequence-length", "sequence_length", _option("text: token ids per example", type=int,
+                                                     default=64, metavar="L")),
+    ("--seed", "seed", _option("random seed (default 0)", type=int, default=0, metavar="S")),
+    ("--max-examples", "max_examples", _option("at most N examples", type=int, metavar="N")),
+    ("--eval-examples", "eval_examples", _option("labelled examples in the kNN bank", type=int,
+                                                 default=10000, metavar="N")),
+    ("--set", "method_options", _option("a method argument, e.g. --set temperature=0.2",
+                                        action="append", default=[], metavar="NAME=VALUE")),
+    ("--export", "export", _option("export the encoder to DIR/<next version>/", metavar="DIR")),
+    ("--logdir", "logdir", _option("write TensorBoard logs to DIR", metavar="DIR")),
+    ("--plots", "plots", _option("write PNG plots to DIR: curves, t-SNE before/after, views, "
+                                 "reconstructions", metavar="DIR")),
+    ("--knn-every", "knn_every", _option("held-out kNN every N epochs (default ~10 times; 0 "
+                                         "never)", type=int, metavar="N")),
+    ("--online-probe", "online_probe", _option("a linear probe trained alongside",
+                                               action="store_true")),
+    ("--checkpoint-dir", "checkpoint_dir", _option("save the full training state in DIR; the "
+                                                   "same command resumes", metavar="DIR")),
+    ("--checkpoint-every", "checkpoint_every", _option("steps between checkpoints", type=int,
+                                                       default=100, metavar="STEPS")),
+    ("--verbose", "verbose", _option("0 silent, 1 bar, 2 a line an epoch", type=int, default=1)),
+    ("--precision", "precision_policy", _option(
+        "auto: float32 on CPU, mixed_float16 with a GPU", default="auto",
+        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"))),
+    ("--xla", "xla", _option("XLA (auto: with one GPU)", default="auto", choices=("auto", "on", "off"))),
+    ("--strategy", "strategy", _option("mirrored: every GPU here; multi_worker: TF_CONFIG",
+                                       default="none", choices=("none", "mirrored",
+                                                                "multi_worker"))),
+    ("--sync-batchnorm", "sync_batchnorm", _option("global batch-norm", action="store_true")),
+    ("--cpu-devices", "cpu_devices", _option("N CPU devices (mirrored)", type=int, metavar="N")),
 ]
+
+
+SHARED_FLAGS = ("--data", "--data-dir", "--eval-examples")  # evaluate and embed take them too
 
 
 def _parser() -> argparse.ArgumentParser:
     from keras_ssl.methods import METHODS
 
-    parser = _Parser(prog="keras-ssl", epilog=EXAMPLES,
-                     description="Self-supervised pretraining of Keras encoders, exported for "
-                     "TF Serving.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="keras-ssl", epilog=EXAMPLES, description="Self-supervised "
+                     "pretraining of Keras encoders, exported for TF Serving.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                      parser_class=_Parser)
-    pretrain = commands.add_parser(
-        "pretrain", help="train an encoder without labels, score it before and after, export it",
-        description="Pretrain an encoder with a self-supervised method, print the held-out kNN "
-        "and linear-probe accuracy of the random-init and the trained encoder side by side, and "
-        "export the encoder as a TF Serving SavedModel.", epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = "train an encoder without labels, score it before and after, export it"
+    pretrain = commands.add_parser("pretrain", help=what, description=what[0].upper() + what[1:],
+                                   epilog=EXAMPLES,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     for flag, dest, options in PRETRAIN_OPTIONS:
         if flag == "--method":
             options = {**options, "help": f"one of {', '.join(sorted(METHODS))} (default simclr)"}
         pretrain.add_argument(flag, dest=dest, **options)
+    prepare = commands.add_parser(
+        "prepare", help="write images as sharded TFRecords (read fastest, shard across workers)",
+        description="Write the images of SOURCE (a folder, a glob) as sharded TFRecords in OUT; "
+        "train on them with --data OUT.", epilog="example:\n  keras-ssl prepare ./photos "
+        "data/photos --image-size 96", formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flag, options in (("source", dict(help="a folder of (class folders of) images, a glob")),
+                          ("out", dict(help="the output folder")),
+                          ("--shards", dict(type=int, metavar="N", help="training shards")),
+                          ("--image-size", dict(type=int, metavar="PX", help="store resized")),
+                          ("--test-fraction", dict(type=finite, default=0.0, metavar="F",
+                                                   help="share held out for evaluation")),
+                          ("--seed", dict(type=int, default=0, metavar="S"))):
+        prepare.add_argument(flag, **options)
     for name, verb in (("evaluate", "kNN and linear-probe accuracy of an exported encoder"),
                        ("embed", "write the embeddings (and labels) of a data set to a .npz")):
         sub = commands.add_parser(name, help=verb, description=verb[0].upper() + verb[1:] + ".",
                                   epilog=f"example:\n  keras-ssl {name} saved_models/simclr "
                                   "--data digits" + (" --out emb.npz" if name == "embed" else ""),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-        sub.add_argument("path", help="a model folder (newest version) or a version folder")
-        sub.add_argument("--data", default="digits", metavar="SOURCE", help=DATA_HELP)
-        sub.add_argument("--data-dir", metavar="DIR", help="tensorflow-datasets data_dir")
-        sub.add_argument("--eval-examples", type=int, default=10000, metavar="N",
-                         help="labelled training examples used")
-        if name == "embed":
-            sub.add_argument("--out", required=True, metavar="FILE.npz", help="output file")
+        for flag, dest, options in (("path", None, _option("a model folder or a version folder")),
+                                    *(r for r in PRETRAIN_OPTIONS if r[0] in SHARED_FLAGS),
+                                    *([("--out", "out", _option("the .npz", required=True))]
+                                      if name == "embed" else [])):
+            sub.add_argument(flag, **({"dest": dest} if dest else {}), **options)
     return parser
 
 
@@ -153,12 +155,21 @@ def pretrain_cmd(args) -> int:
     options = {dest: getattr(args, dest) for _, dest, _ in PRETRAIN_OPTIONS}
     options["method_options"] = parse_method_options(options["method_options"])
     result = pretrain(**options)
-    print()
-    print(result.table())
-    if result.budget is not None and result.budget.stopped_at_step is not None:
-        print(f"Stopped after {result.budget.stopped_at_step} steps ({result.budget.spent:.0f} s "
-              f"of the {args.minutes:g}-minute budget).")
+    print(f"\n{result.table()}")
+    if getattr(result.budget, "stopped_at_step", None) is not None:
+        print(f"Stopped after {result.steps} steps ({result.budget.spent:.0f} s of the "
+              f"{args.minutes:g}-minute budget).")
     print(f"Training time: {result.train_seconds:.1f} s")
+    return 0
+
+
+def prepare_cmd(args) -> int:
+    from keras_ssl.data.prepare import prepare
+
+    index = prepare(args.source, args.out, shards=args.shards, image_size=args.image_size,
+                    test_fraction=args.test_fraction, seed=args.seed)
+    print(f"Wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in index.items()
+                                             if isinstance(v, int)))
     return 0
 
 
@@ -166,33 +177,25 @@ def _load_for(args):
     """The data of `evaluate` / `embed`, checked against the exported encoder first."""
     from keras_ssl import data as data_lib
     from keras_ssl.serving import check_fits, resolve_version
+    from keras_ssl.validate import check_int
 
+    check_int(args.eval_examples, "--eval-examples", least=1)
     resolve_version(args.path)  # a wrong path fails before the data are read
     data = data_lib.load(args.data, data_dir=args.data_dir)
     check_fits(args.path, data.input_shape, data.kind)
     return data
 
 
-def _labelled(args):
-    from keras_ssl.errors import KerasSSLError
-    from keras_ssl.validate import check_int
-
-    check_int(args.eval_examples, "--eval-examples", least=1)
-    data = _load_for(args)
-    split = data.evaluation_arrays(args.eval_examples)
-    if split is None:
-        raise KerasSSLError(f"{args.data!r} has no labelled held-out split to evaluate on.")
-    return data, split
-
-
 def evaluate_cmd(args) -> int:
     from keras_ssl import evaluate
+    from keras_ssl.errors import KerasSSLError
 
-    _, split = _labelled(args)
-    print(f"{'encoder':<28}{'kNN accuracy':>14}{'linear probe':>14}")
+    split = _load_for(args).evaluation_arrays(args.eval_examples)
+    if split is None:
+        raise KerasSSLError(f"{args.data!r} has no labelled held-out split to evaluate on.")
     scores = evaluate.evaluate_encoder(args.path, *split)
-    print(f"{str(args.path)[-28:]:<28}{scores['knn_accuracy']:>14.4f}"
-          f"{scores['linear_probe_accuracy']:>14.4f}")
+    print(f"{'encoder':<28}{'kNN accuracy':>14}{'linear probe':>14}\n{str(args.path)[-28:]:<28}"
+          f"{scores['knn_accuracy']:>14.4f}{scores['linear_probe_accuracy']:>14.4f}")
     return 0
 
 
@@ -208,14 +211,16 @@ def embed_cmd(args) -> int:
     if not out.parent.is_dir():  # before computing anything
         raise KerasSSLError(f"--out {args.out!r}: the folder {str(out.parent)!r} does not exist.")
     data = _load_for(args)
+    if not hasattr(data, "x_train"):  # a stream: written batch by batch, training split only
+        batches = data.train_dataset(256, labels=data.has_labels, shuffle=False,
+                                     drop_remainder=False)
+        print(f"Wrote {evaluate.embed_to_file(args.path, batches, out):,} embeddings to {out}")
+        return 0
     embed = evaluate.embedding_function(args.path)
-    arrays = {"embeddings": evaluate.embed_with(embed, data.x_train)}
-    if data.y_train is not None:
-        arrays["labels"] = data.y_train
-    if data.x_test is not None:
-        arrays["test_embeddings"] = evaluate.embed_with(embed, data.x_test)
-        if data.y_test is not None:
-            arrays["test_labels"] = data.y_test
+    arrays = {"embeddings": evaluate.embed_with(embed, data.x_train), "labels": data.y_train,
+              "test_labels": data.y_test, "test_embeddings": None if data.x_test is None else
+              evaluate.embed_with(embed, data.x_test)}
+    arrays = {k: v for k, v in arrays.items() if v is not None}
     np.savez_compressed(out, **arrays)
     print(f"Wrote {', '.join(f'{k} {v.shape}' for k, v in arrays.items())} to {out}")
     return 0
@@ -228,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         return done.code
     from keras_ssl.errors import KerasSSLError
 
-    command = {"pretrain": pretrain_cmd, "evaluate": evaluate_cmd, "embed": embed_cmd}
+    command = {"pretrain": pretrain_cmd, "prepare": prepare_cmd, "evaluate": evaluate_cmd,
+               "embed": embed_cmd}
     try:
         return command[args.command](args)
     except KerasSSLError as err:

@@ -116,6 +116,9 @@ def pretrain(
     seed: int = 0,
     method_options: dict | None = None,
     image_size: int | None = None,
+    stream: bool | None = None,
+    cache=False,
+    on_bad_file: str = "skip",
     max_examples: int | None = None,
     data_dir=None,
     download: bool = False,
@@ -152,6 +155,9 @@ def pretrain(
             then cosine decay), the seed of every random choice.
         method_options: keyword arguments of the method's constructor over its defaults.
         image_size: resize every image to this side when loading (folders of mixed sizes).
+        stream, cache, on_bad_file: how image files are read (`keras_ssl.data.load`): streamed
+            from storage when too large for memory (None decides), cached by tf.data, and what
+            a file that cannot be decoded does ("skip" it, counted and named, or "raise").
         max_examples, data_dir, download: passed to the data loader; `vocab_size` and
             `sequence_length` to the text loader.
         eval_examples: labelled training examples in the kNN bank / probe training set.
@@ -171,7 +177,7 @@ def pretrain(
         report: print what the run does: the devices, the plan, the export.
     """
     _check_numbers(epochs, minutes, batch_size, learning_rate, width, image_size, eval_examples,
-                   knn_every, checkpoint_every, max_examples)
+                   knn_every, checkpoint_every, max_examples, verbose)
     _check_paths(logdir, checkpoint_dir, export)
     setup = RunDevices.create(strategy, cpu_devices, precision_policy, xla, sync_batchnorm, report)
     cls, preset = get_method(method)
@@ -183,7 +189,8 @@ def pretrain(
     keras.utils.set_random_seed(seed)
     data = _load(data, cls, method, seed=seed, image_size=image_size, max_examples=max_examples,
                  data_dir=data_dir, download=download, vocab_size=vocab_size,
-                 sequence_length=sequence_length)
+                 sequence_length=sequence_length,
+                 files=dict(stream=stream, cache=cache, on_bad_file=on_bad_file))
     if online_probe and not data.has_labels:
         raise KerasSSLError(
             f"--online-probe trains a classifier on class labels, but {data.name!r} has none. "
@@ -235,8 +242,10 @@ def pretrain(
     result = PretrainResult(model, history, scores, None, seconds, epochs, steps, budget)
     if plots and setup.is_chief:
         knn = {0: result.before["knn_accuracy"], **monitor.scores} if monitor else {}
-        result.plots = plot.write_run_plots(
-            plots, model, data, scorer.split if scorer else None, history, knn, before)
+        split = scorer.split if scorer else None
+        examples = split[2] if split else cls.sample_inputs(data, seed=seed)
+        result.plots = plot.write_run_plots(plots, model, data, split, history, knn, before,
+                                            examples)
     if export and setup.is_chief:
         result.export_path = export_encoder(model, export)
         if report:
@@ -266,7 +275,7 @@ def parse_method_options(pairs) -> dict:
 
 # ----- checks -------------------------------------------------------------------------------------
 def _check_numbers(epochs, minutes, batch_size, learning_rate, width, image_size, eval_examples,
-                   knn_every, checkpoint_every, max_examples) -> None:
+                   knn_every, checkpoint_every, max_examples, verbose) -> None:
     """Every number before anything is loaded or built: NaN, infinity, zero and negatives that
     would fail hours later (or silently do something else) fail here, in one line."""
     if epochs is not None:
@@ -279,6 +288,8 @@ def _check_numbers(epochs, minutes, batch_size, learning_rate, width, image_size
         check_int(batch_size, "--batch-size", least=1)
     if learning_rate is not None:
         check_number(learning_rate, "--learning-rate", above=0, hint="The default is 2e-3.")
+    if verbose not in (0, 1, 2):
+        raise KerasSSLError(f"--verbose must be 0, 1 or 2, got {verbose!r}.")
     for value, name, least in ((width, "--width", 1), (image_size, "--image-size", MIN_IMAGE_SIZE),
                                (eval_examples, "--eval-examples", 1),
                                (knn_every, "--knn-every", 0),
@@ -333,7 +344,7 @@ def _check_run(cls, batch_size, setup, minutes, epochs, checkpoint_dir) -> None:
 
 # ----- data and models ----------------------------------------------------------------------------
 def _load(source, cls, method, *, seed, image_size, max_examples, data_dir, download, vocab_size,
-          sequence_length):
+          sequence_length, files):
     """The data for `cls`, loaded by the loader of the kind it learns from."""
     kinds = " or ".join(cls.input_kinds)
     if isinstance(source, data_lib.SSLData):
@@ -350,7 +361,7 @@ def _load(source, cls, method, *, seed, image_size, max_examples, data_dir, down
                             "Use --method mlm for text.")
     else:
         data = data_lib.load(source, seed=seed, data_dir=data_dir, max_examples=max_examples,
-                             download=download, image_size=image_size)
+                             download=download, image_size=image_size, **files)
     if data.kind not in cls.input_kinds:
         raise KerasSSLError(
             f"--method {method} learns from {kinds}, but {data.name!r} holds {data.kind}. "
@@ -380,7 +391,8 @@ def build_encoder(encoder, width, data, **options) -> keras.Model:
         return encoder
     if data.kind == "text":
         options["vocab_size"] = data.vocab_size
-    encoder = encoder or options.pop("default_encoder", None)
+    default = options.pop("default_encoder", None)
+    encoder = encoder or default
     if encoder:  # a named encoder: width sizes it, or its own default does
         return encoders.build(encoder, data.input_shape, width=width, kind=data.kind, **options)
     chosen = defaults.choose(data.input_shape, data.kind)

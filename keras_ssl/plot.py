@@ -302,10 +302,12 @@ def plot_augmented_views(augmenter, images, path, n_views: int = 6, n_images: in
     return _save(figure, path)
 
 
-def write_run_plots(folder, model, data, split, history, knn, before, points: int = 2000) -> list:
+def write_run_plots(folder, model, data, split, history, knn, before, examples,
+                    points: int = 2000) -> list:
     """The plots of a pretraining run, as PNGs in `folder`: training curves (with the kNN
     accuracies `knn` by epoch), t-SNE maps of held-out embeddings before (`before`) and after
-    training, augmented views and, for models that reconstruct images, reconstructions."""
+    training, and, from `examples` (an array of inputs), augmented views and, for models that
+    reconstruct images, reconstructions."""
     from keras_ssl import evaluate
 
     folder = Path(folder)
@@ -323,7 +325,7 @@ def write_run_plots(folder, model, data, split, history, knn, before, points: in
             written.append(plot_embeddings_tsne(
                 embeddings, labels, folder / file, class_names=data.class_names,
                 title=f"{name} ({when}): t-SNE of {len(labels)} held-out {data.name} examples"))
-    images = data.x_test if data.x_test is not None else data.x_train
+    images = examples
     if data.kind == "images" and getattr(model, "augmenter", None) is not None:
         written.append(plot_augmented_views(model.augmenter, images,
                                             folder / "augmented_views.png"))
