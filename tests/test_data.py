@@ -685,3 +685,21 @@ def test_real_cifar10_jpegs_from_the_fixture(tmp_path):
     # Colour order and decoding: the channel means of these 30 images (RGB, not BGR).
     np.testing.assert_allclose(d.x_train.reshape(-1, 3).mean(0) / 255, (0.470, 0.437, 0.400),
                                atol=0.01)
+
+
+def test_image_modes_are_converted_in_memory_under_a_non_ascii_path(tmp_path):
+    """RGBA, palette, 16-bit and CMYK files become RGB (alpha dropped, palettes looked up,
+    16-bit scaled to 8, CMYK converted), as docs/errors.md says; paths may be any Unicode."""
+    from PIL import Image
+
+    folder = tmp_path / "фото é" / "chats"
+    folder.mkdir(parents=True)
+    rgb = np.random.default_rng(0).integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    Image.fromarray(rgb).convert("RGBA").save(folder / "rgba.png")
+    Image.fromarray(rgb).convert("P").save(folder / "palette.png")
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(folder / "sixteen.png")
+    d = data.load(str(tmp_path / "фото é"), test_fraction=0)
+    assert d.x_train.shape == (4, 12, 12, 3) and d.x_train.dtype == np.uint8
+    gray = sorted(range(4), key=lambda i: np.ptp(d.x_train[i].astype(int) - d.x_train[i, ..., :1]))[0]
+    assert np.array_equal(d.x_train[gray, ..., 0], rgb[..., 0])  # 16-bit: x // 257, not clipped
