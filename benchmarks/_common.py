@@ -182,12 +182,12 @@ def step_flops(model, kind: str = "train") -> float:
     Counted on the graph Keras traced (after `fit`): every convolution, its two gradients, dense
     layers, attention and the einsums of the augmentation, at the traced (static) batch size.
     """
-    from keras_ssl.xla import _traced_functions
+    from keras_ssl._compat import concrete_functions, traced_functions
 
     best = 0.0
     function = getattr(model, f"{kind}_function")
-    for traced in _traced_functions(function):
-        for concrete in traced._list_all_concrete_functions():
+    for traced in traced_functions(function):
+        for concrete in concrete_functions(traced):
             name = concrete.name
             name = name.decode() if isinstance(name, bytes) else str(name)
             if "one_step_on_data" in name:

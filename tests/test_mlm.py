@@ -298,7 +298,7 @@ def test_model_errors_say_how_to_fix(tiny_text):
         MaskedLanguageModel(_tiny_transformer(tiny_text), 100, vectorizer=tiny_text.vectorizer)
     with pytest.raises(KerasSSLError, match="needs its vectorizer"):
         model().serving_model()
-    with pytest.raises(KerasSSLError, match="mask_rate must be strictly between"):
+    with pytest.raises(KerasSSLError, match="mask_rate must be a number strictly between"):
         model(mask_rate=0.0)
     with pytest.raises(KerasSSLError, match="no vectorizer to turn strings"):
         model()(tf.constant(["some text"]))

@@ -1,8 +1,8 @@
 """Encoders by name: each builder registers itself with the kind of input it takes, so the
 command line, `keras_ssl.pretrain` and the defaults find it, and a wrong kind gets a clear error.
 
->>> sorted(name for name, entry in ENCODERS.items() if entry.kind == "images")[:2]
-['convnet', 'resnet18']
+>>> "convnet" in names("images"), names("vectors")
+(True, ['mlp'])
 """
 
 from __future__ import annotations
