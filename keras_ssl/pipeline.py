@@ -423,8 +423,8 @@ def build_model(method, data, *, encoder=None, width=None, seed=0, method_option
     except (TypeError, ValueError) as e:  # an option the method does not take
         if isinstance(e, ValueError) and "keyword argument" not in str(e):
             raise
-        raise KerasSSLError(f"--method {method}: {e}. See help(keras_ssl.{cls.__name__}) for "
-                            "its arguments.") from e
+        raise KerasSSLError(f"--method {method}: {e}. Check --set (method_options) against "
+                            f"help(keras_ssl.{cls.__name__}).") from e
 
 
 def knn_neighbours(bank_size: int) -> int:

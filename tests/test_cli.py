@@ -21,6 +21,7 @@ def test_help_explains_every_flag_with_an_example():
 
 def test_pretrain_on_digits_prints_before_and_after_and_exports(tmp_path, capsys):
     code = main(["pretrain", "--method", "simclr", "--data", "digits", "--epochs", "2",
+                 "--max-examples", "400", "--eval-examples", "400", "--knn-every", "0",
                  "--batch-size", "64", "--export", str(tmp_path / "simclr"), "--verbose", "0"])
     out = capsys.readouterr().out
     assert code == 0

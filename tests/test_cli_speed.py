@@ -28,6 +28,7 @@ def test_defaults_on_cpu_are_float32_without_xla_on_one_device(capsys):
     assert "trained (1 epochs)" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("xla", ["off", pytest.param("on", marks=pytest.mark.slow)])
 def test_mixed_bfloat16_trains_exports_and_reports_it(xla, capsys, tmp_path):
     assert main(["pretrain", "--method", "simclr", "--precision", "mixed_bfloat16",

@@ -27,6 +27,7 @@ def restore_policy():
     keras.mixed_precision.set_dtype_policy("float32")
 
 
+@pytest.mark.slow
 def test_every_row_is_scored_within_the_budget(tmp_path, capsys):
     out = tmp_path / "quality.json"
     assert quality.main(["--data", "digits", "--method", "simclr", *TINY,

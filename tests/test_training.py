@@ -109,6 +109,7 @@ def test_bad_budget_flags_get_one_line(args, message, capsys):
     assert err.startswith("keras-ssl: error:") and message in err
 
 
+@pytest.mark.slow
 def test_cli_trains_for_the_minutes_given(capsys):
     start = time.perf_counter()
     assert main(["pretrain", "--method", "rotnet", "--data", "digits", "--max-examples", "256",
