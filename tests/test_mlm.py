@@ -259,9 +259,8 @@ def tiny_text():
     return text.load(documents, sequence_length=12, test_fraction=0.1)
 
 
-@pytest.mark.parametrize(
-    "kind", ["transformer", pytest.param("lstm", marks=pytest.mark.slow)]
-)
+@pytest.mark.slow  # XLA is off for text on CPU (--xla auto); next_token's XLA step stays default
+@pytest.mark.parametrize("kind", ["transformer", "lstm"])
 def test_the_step_compiles_with_xla(tiny_text, kind):
     if kind == "transformer":
         encoder = _tiny_transformer(tiny_text, embed_dim=8, ff_dim=16)
@@ -343,6 +342,7 @@ def test_fit_on_pydoc_beats_guessing_the_most_frequent_word():
 
 
 # ----- export ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # the CLI test above exports text too; test_export checks a separate process
 def test_text_savedmodel_in_another_process_matches_in_process(pydoc_small, tmp_path):
     model = MaskedLanguageModel(_tiny_transformer(pydoc_small), pydoc_small.vocab_size,
                                 vectorizer=pydoc_small.vectorizer, seed=0)
