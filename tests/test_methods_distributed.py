@@ -33,7 +33,7 @@ CHILD = textwrap.dedent(
     import keras
     import keras_ssl
     from keras_ssl import heads
-    from keras_ssl.methods.moco import momentum_copy
+    from keras_ssl.methods._momentum import momentum_copy
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     rng = np.random.default_rng(0)

@@ -124,7 +124,7 @@ def test_momentum_update_leaves_the_key_batchnorm_statistics_alone():
         else:
             np.testing.assert_array_equal(key.numpy(), keys[id(key)])
     assert len(averaged) < len(keys)  # there were moving statistics to leave alone
-    model.sync_key_encoder()
+    model.sync_targets()
     for key, query in _pairs(model):
         np.testing.assert_array_equal(key.numpy(), query.numpy())
 

@@ -79,12 +79,12 @@ def prepared_builder(name, *, data_dir, download, sources_help: str = SOURCES_HE
     return builder
 
 
-def load_tfds(
-    name, *, data_dir, download, test_fraction, seed, image_size, max_examples
-) -> SSLData:
+def describe_builder(builder, name):
+    """(has_label, class_names, splits, held-out split) of a tfds builder with an 'image'
+    feature and a 'train' split; a clear error otherwise. The held-out split is "test", else
+    "validation", else None."""
     import tensorflow_datasets as tfds
 
-    builder = prepared_builder(name, data_dir=data_dir, download=download)
     features = builder.info.features
     feature_names = list(features.keys()) if hasattr(features, "keys") else []
     if "image" not in feature_names:
@@ -106,11 +106,16 @@ def load_tfds(
     if splits and "train" not in splits:
         raise KerasSSLError(f"{name!r} has no 'train' split (splits: {sorted(splits)}).")
     # tfds' mock (tfds.testing.mock_data) knows no split names: any split is accepted there.
-    held_out = (
-        "test"
-        if not splits or "test" in splits
-        else ("validation" if "validation" in splits else None)
-    )
+    held_out = ("test" if not splits or "test" in splits
+                else ("validation" if "validation" in splits else None))
+    return has_label, class_names, splits, held_out
+
+
+def load_tfds(
+    name, *, data_dir, download, test_fraction, seed, image_size, max_examples
+) -> SSLData:
+    builder = prepared_builder(name, data_dir=data_dir, download=download)
+    has_label, class_names, splits, held_out = describe_builder(builder, name)
 
     def read(split, limit):
         try:

@@ -220,24 +220,12 @@ def open_tfds(name, *, data_dir=None, download=False, image_size=None, max_examp
     """
     import tensorflow_datasets as tfds
 
-    from keras_ssl.data.tfds import prepared_builder
+    from keras_ssl.data.tfds import describe_builder, prepared_builder
 
     builder = prepared_builder(name, data_dir=data_dir, download=download)
-    features = builder.info.features
-    keys = list(features.keys()) if hasattr(features, "keys") else []
-    if "image" not in keys:
-        raise KerasSSLError(f"{name!r} has no 'image' feature (features: {keys}); keras-ssl "
-                            "streams images from 'image' and labels from 'label'.")
-    has_label = "label" in keys
-    class_names = None
-    if has_label and isinstance(features["label"], tfds.features.ClassLabel):
-        class_names = list(features["label"].names)
-    splits = dict(builder.info.splits)
-    if splits and "train" not in splits:
-        raise KerasSSLError(f"{name!r} has no 'train' split (splits: {sorted(splits)}).")
+    has_label, class_names, splits, held_out = describe_builder(builder, name)
     train_split = "train+unlabelled" if "unlabelled" in splits else "train"
-    held_out = ("test" if not splits or "test" in splits
-                else ("validation" if "validation" in splits else None))
+    features = builder.info.features
     image_feature = features["image"]
     decoders = ({"image": tfds.decode.SkipDecoding()}
                 if isinstance(image_feature, tfds.features.Image) else None)

@@ -1,6 +1,6 @@
-"""What BYOL and DINO share: an EMA target (teacher) network and its cosine momentum schedule.
+"""What BYOL, DINO and MoCo share: an EMA target (teacher, key) network and its momentum schedule.
 
-The target networks are `momentum_copy`s (MoCo's exact, non-trainable copies): kept out of the
+The target networks are `momentum_copy`s (exact, non-trainable copies): kept out of the
 optimizer's variables, saved with the weights and in checkpoints, and moved after every optimizer
 step (`SelfSupervisedModel.after_train_step`) towards their online counterparts,
 
@@ -9,20 +9,48 @@ step (`SelfSupervisedModel.after_train_step`) towards their online counterparts,
 with BYOL's schedule tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2 from tau_base at step 0 to
 1 at the last step K. K is the learning-rate schedule's `total_steps` when the optimizer uses
 `keras_ssl.schedules.WarmupCosine` (so `plan_budget` setting it later is followed), else the
-method's `total_steps` argument; with neither, tau stays at tau_base.
+method's `total_steps` argument; with neither, tau stays at tau_base. MoCo keeps tau constant.
 """
 
 from __future__ import annotations
 
 import math
 
+import keras
 import tensorflow as tf
 
-from keras_ssl.methods.moco import momentum_copy
+from keras_ssl.errors import KerasSSLError
 from keras_ssl.schedules import WarmupCosine
 from keras_ssl.validate import check_int, check_number
 
 __all__ = ["MomentumTargetMixin", "cosine_momentum", "momentum_copy"]
+
+
+def momentum_copy(model: keras.Model, name: str) -> keras.Model:
+    """An exact copy of `model` (same layers, same weights) whose variables get no gradients.
+
+    The copy's *layers* stay trainable, so its BatchNormalization layers still normalise with the
+    statistics of the batch in training mode; only its *variables* are flagged non-trainable, which
+    keeps them out of `trainable_variables` and so out of the optimizer.
+    """
+    try:
+        copy = keras.models.clone_model(model)
+    except Exception as err:  # e.g. a layer whose get_config cannot rebuild it
+        raise KerasSSLError(
+            f"The momentum (key, target or teacher) network is a keras.models.clone_model copy "
+            f"of {model.name!r}, which failed ({type(err).__name__}: {err}). Use a functional or "
+            "Sequential encoder (keras_ssl.encoders builds functional ones)."
+        ) from err
+    if [w.shape for w in copy.weights] != [w.shape for w in model.weights]:
+        raise KerasSSLError(
+            f"keras.models.clone_model({model.name!r}) did not reproduce its weights; use a "
+            "functional or Sequential encoder."
+        )
+    copy.set_weights(model.get_weights())
+    copy.name = name
+    for variable in copy.weights:
+        variable.trainable = False
+    return copy
 
 
 def cosine_momentum(base, step, total_steps):

@@ -7,52 +7,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ssl import augment, heads, losses
-from keras_ssl.errors import KerasSSLError
+from keras_ssl.methods._momentum import MomentumTargetMixin, momentum_copy
+from keras_ssl.methods._queue import SupportQueueMixin
 from keras_ssl.methods.base import SelfSupervisedModel
 from keras_ssl.methods.registry import register_method
 from keras_ssl.validate import check_int, check_number
-
-
-def momentum_copy(model: keras.Model, name: str) -> keras.Model:
-    """An exact copy of `model` (same layers, same weights) whose variables get no gradients.
-
-    The copy's *layers* stay trainable, so its BatchNormalization layers still normalise with the
-    statistics of the batch in training mode; only its *variables* are flagged non-trainable, which
-    keeps them out of `trainable_variables` and so out of the optimizer.
-    """
-    try:
-        copy = keras.models.clone_model(model)
-    except Exception as err:  # e.g. a layer whose get_config cannot rebuild it
-        raise KerasSSLError(
-            f"MoCo copies the encoder with keras.models.clone_model, which failed on "
-            f"{model.name!r} ({type(err).__name__}: {err}). Use a functional or Sequential "
-            "encoder (keras_ssl.encoders builds functional ones)."
-        ) from err
-    if [w.shape for w in copy.weights] != [w.shape for w in model.weights]:
-        raise KerasSSLError(
-            f"keras.models.clone_model({model.name!r}) did not reproduce its weights; use a "
-            "functional or Sequential encoder."
-        )
-    copy.set_weights(model.get_weights())
-    copy.name = name
-    for variable in copy.weights:
-        variable.trainable = False
-    return copy
-
-
-class _RandomUnitRows(keras.initializers.Initializer):
-    """Gaussian rows scaled to unit L2 norm: the queue's initial negatives, as in MoCo."""
-
-    def __init__(self, seed=None):
-        self.seed = seed
-
-    def __call__(self, shape, dtype=None):
-        rows = keras.random.normal(shape, dtype=dtype or "float32", seed=self.seed)
-        return rows / keras.ops.norm(rows, axis=-1, keepdims=True)
-
-    def get_config(self):
-        return {"seed": self.seed}
-
 
 DEFAULT_QUEUE_SIZE = 4096
 MIN_QUEUE_SIZE = 256
@@ -60,7 +19,7 @@ MIN_QUEUE_SIZE = 256
 
 @register_method("moco")
 @keras.saving.register_keras_serializable(package="keras_ssl")
-class MoCo(SelfSupervisedModel):
+class MoCo(MomentumTargetMixin, SupportQueueMixin, SelfSupervisedModel):
     """MoCo v2: InfoNCE between queries and momentum-encoded keys, against a queue of old keys.
 
     Each example gets two views. The query encoder (`encoder` + an MLP projection head, trained by
@@ -76,16 +35,12 @@ class MoCo(SelfSupervisedModel):
       and beta). The key encoder's BatchNorm moving statistics are not averaged: as in the
       reference implementation (which averages `parameters()`, not buffers), they track the key
       encoder's own activations from its forward passes, which is what its inference mode (used by
-      `evaluate`/`test_step`) needs. Call `sync_key_encoder()` after changing the encoder's
-      weights by hand.
-    - **Queue.** A non-trainable `[queue_size, projection_dim]` variable of L2-normalised keys
-      (random unit vectors at first) and a pointer variable; both are saved with the model's weights
-      and in checkpoints. After computing the loss of a training batch its keys overwrite the
-      oldest rows, rows `(pointer + i) % queue_size`, in one scatter inside the compiled step; a
-      queue size that the batch does not divide simply wraps around. Under `tf.distribute` the
-      keys of all replicas are gathered (`ReplicaContext.all_gather`, in replica order) before the
-      update, so every replica's queue stays identical and equals that of one device on the global
-      batch. A queue smaller than the global batch is refused before training.
+      `evaluate`/`test_step`) needs. Call `sync_targets()` after changing the encoder's
+      weights by hand. Unlike BYOL's and DINO's targets, m stays constant (as in MoCo v2).
+    - **Queue.** `queue` holds `queue_size` L2-normalised keys (random unit vectors at first)
+      and `queue_pointer` the oldest row; after the loss of a training batch its keys, gathered
+      across replicas, overwrite the oldest rows (`methods._queue`). A queue smaller than the
+      global batch is refused before training.
     - **BatchNorm leak.** With BatchNorm, a query and its positive key computed in batches of the
       same images can be matched through the batch statistics instead of their content (MoCo's
       "cheating"; the paper's fix is shuffle-BN across GPUs). Here it is emulated on every device
@@ -140,7 +95,6 @@ class MoCo(SelfSupervisedModel):
                      "query encoder slowly.")
         if self.augmenter is None:
             self.augmenter = self.default_views(augment.moco_v2, seed)
-        self.queue_size = queue_size
         self.momentum = float(momentum)
         self.temperature = temperature
         self.projection_dim = projection_dim
@@ -149,45 +103,8 @@ class MoCo(SelfSupervisedModel):
         self.projector = heads.projection_head(self.feature_dim, projection_dim)
         self.key_encoder = momentum_copy(self.encoder, f"key_{self.encoder.name}")
         self.key_projector = momentum_copy(self.projector, "key_projection_head")
-        self.queue = self.add_weight(
-            shape=(queue_size, projection_dim), initializer=_RandomUnitRows(seed),
-            trainable=False, name="queue",
-        )
-        self.queue_pointer = self.add_weight(
-            shape=(), dtype="int32", initializer="zeros", trainable=False, name="queue_pointer"
-        )
+        self.add_queue(queue_size, projection_dim, seed)
         self.accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")
-
-    # ----- what the optimizer sees ------------------------------------------------------------
-    # The key variables are flagged non-trainable in `momentum_copy`; they are filtered here too,
-    # so that `model.trainable = True` (which re-flags every variable) cannot hand them to the
-    # optimizer.
-    def _key_variables(self):
-        return self.key_encoder.weights + self.key_projector.weights
-
-    def _without_keys(self, variables):
-        keys = {id(v) for v in self._key_variables()}
-        return [v for v in variables if id(v) not in keys]
-
-    def _with_keys(self, variables):
-        ids = {id(v) for v in variables}
-        return variables + [v for v in self._key_variables() if id(v) not in ids]
-
-    @property
-    def trainable_weights(self):
-        return self._without_keys(super().trainable_weights)
-
-    @property
-    def trainable_variables(self):
-        return self._without_keys(super().trainable_variables)
-
-    @property
-    def non_trainable_weights(self):
-        return self._with_keys(super().non_trainable_weights)
-
-    @property
-    def non_trainable_variables(self):
-        return self._with_keys(super().non_trainable_variables)
 
     @classmethod
     def from_data(cls, encoder, data, **options):
@@ -224,32 +141,14 @@ class MoCo(SelfSupervisedModel):
         self.accuracy_tracker.update_state(accuracy)
         return loss
 
-    def after_train_step(self):
-        """Momentum update of the key encoder: k <- m k + (1 - m) q, after the optimizer step."""
-        m = self.momentum
-        for key, query in self._momentum_pairs():
-            key.assign(m * key + (1.0 - m) * query)
+    # ----- the key encoder: MomentumTargetMixin's EMA, at a constant momentum ------------------
+    def _target_pairs(self):
+        return [(self.key_encoder, self.encoder), (self.key_projector, self.projector)]
 
-    def sync_key_encoder(self) -> None:
-        """Copy every query weight (BatchNorm statistics included) into the key encoder."""
-        for key_model, query_model in self._key_query_models():
-            key_model.set_weights(query_model.get_weights())
+    def current_momentum(self):
+        return tf.constant(self.momentum, tf.float32)
 
     # ----- helpers ------------------------------------------------------------------------------
-    def _key_query_models(self):
-        return ((self.key_encoder, self.encoder), (self.key_projector, self.projector))
-
-    def _momentum_pairs(self):
-        """(key variable, query variable) for every trainable query weight."""
-        pairs = []
-        for key_model, query_model in self._key_query_models():
-            trainable = {id(v) for v in query_model.trainable_weights}
-            pairs += [
-                (k, q) for k, q in zip(key_model.weights, query_model.weights, strict=True)
-                if id(q) in trainable
-            ]
-        return pairs
-
     def _encode(self, encoder, projector, x, training, shuffle):
         """Projections of `x`; in training, in `bn_splits` BatchNorm sub-batches (see the class)."""
         splits = self.bn_splits if training else 1
@@ -274,33 +173,9 @@ class MoCo(SelfSupervisedModel):
             z = tf.gather(z, tf.argsort(order))  # undo the permutation: row n is example n again
         return z
 
-    def _enqueue(self, keys):
-        """Write the (globally gathered) keys over the oldest queue rows, wrapping around."""
-        context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
-            keys = context.all_gather(keys, axis=0)
-        keys = tf.cast(keys, self.queue.dtype)
-        pointer = tf.convert_to_tensor(self.queue_pointer)
-        count = tf.shape(keys)[0]
-        rows = (pointer + tf.range(count)) % self.queue_size
-        self.queue.assign(
-            tf.tensor_scatter_nd_update(tf.convert_to_tensor(self.queue), rows[:, None], keys)
-        )
-        self.queue_pointer.assign((pointer + count) % self.queue_size)
-
     def check_inputs(self, inputs, labels) -> None:
         super().check_inputs(inputs, labels)
-        local = inputs.shape[0]
-        if local is None:
-            return
-        context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync if context is not None else 1
-        if local * replicas > self.queue_size:
-            raise KerasSSLError(
-                f"MoCo's queue_size ({self.queue_size}) is smaller than the global batch "
-                f"({local * replicas} = {local} x {replicas} replica(s)): each step enqueues the "
-                "whole batch of keys. Raise queue_size (e.g. 16x the batch) or lower the batch size."
-            )
+        self.check_queue_holds_the_batch(inputs)
 
     def get_config(self):
         return {

@@ -12,17 +12,16 @@ import keras
 import tensorflow as tf
 
 from keras_ssl import heads, losses
-from keras_ssl.errors import KerasSSLError
+from keras_ssl.methods._queue import SupportQueueMixin
 from keras_ssl.methods.base import SelfSupervisedModel
 from keras_ssl.methods.byol import default_augmenter, two_views
-from keras_ssl.methods.moco import _RandomUnitRows
 from keras_ssl.methods.registry import register_method
 from keras_ssl.validate import check_int
 
 
 @register_method("nnclr")
 @keras.saving.register_keras_serializable(package="keras_ssl")
-class NNCLR(SelfSupervisedModel):
+class NNCLR(SupportQueueMixin, SelfSupervisedModel):
     """NNCLR: contrast each view's neighbour in a support set with the other view's prediction.
 
     Both views go through the encoder, a projector (z) and a predictor (p). The nearest neighbour
@@ -51,18 +50,13 @@ class NNCLR(SelfSupervisedModel):
         losses.check_temperature(temperature)
         self.projection_dim = check_int(projection_dim, "projection_dim", least=1)
         self.hidden_dim = check_int(hidden_dim, "hidden_dim", least=1)
-        self.queue_size = check_int(queue_size, "queue_size", least=1)
         self.temperature = temperature
         if self.augmenter is None:
             self.augmenter = default_augmenter(self, seed)
         self.projector = heads.projection_head(self.feature_dim, projection_dim, hidden_dim)
         self.predictor = heads.projection_head(projection_dim, projection_dim, hidden_dim,
                                                name="prediction_head")
-        self.queue = self.add_weight(shape=(queue_size, projection_dim),
-                                     initializer=_RandomUnitRows(seed), trainable=False,
-                                     name="queue")
-        self.queue_pointer = self.add_weight(shape=(), dtype="int32", initializer="zeros",
-                                             trainable=False, name="queue_pointer")
+        self.add_queue(check_int(queue_size, "queue_size", least=1), projection_dim, seed)
         self.accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")
 
     def method_metrics(self):
@@ -84,29 +78,9 @@ class NNCLR(SelfSupervisedModel):
         self.accuracy_tracker.update_state((accuracy1 + accuracy2) / 2.0)
         return (loss1 + loss2) / 2.0
 
-    def _enqueue(self, rows):
-        """Write the (globally gathered) rows over the oldest queue rows, wrapping around."""
-        context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
-            rows = context.all_gather(rows, axis=0)
-        rows = tf.cast(rows, self.queue.dtype)
-        pointer = tf.convert_to_tensor(self.queue_pointer)
-        count = tf.shape(rows)[0]
-        index = (pointer + tf.range(count)) % self.queue_size
-        self.queue.assign(
-            tf.tensor_scatter_nd_update(tf.convert_to_tensor(self.queue), index[:, None], rows))
-        self.queue_pointer.assign((pointer + count) % self.queue_size)
-
     def check_inputs(self, inputs, labels) -> None:
         super().check_inputs(inputs, labels)
-        local = inputs.shape[0]
-        context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync if context is not None else 1
-        if local is not None and local * replicas > self.queue_size:
-            raise KerasSSLError(
-                f"NNCLR's queue_size ({self.queue_size}) is smaller than the global batch "
-                f"({local * replicas}): each step enqueues the whole batch. Raise queue_size."
-            )
+        self.check_queue_holds_the_batch(inputs)
 
     def get_config(self):
         return {

@@ -31,6 +31,7 @@ from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods.base import SelfSupervisedModel
 from keras_ssl.methods.registry import register_method
 from keras_ssl.pretext._common import batch_size, seed_tensor, uniform_int
+from keras_ssl.validate import check_fraction, check_int
 
 __all__ = ["Forecast", "MaskedSteps", "SegmentOrder", "forecast_mask",
            "permute_segments", "series_decoder", "step_mask"]
@@ -112,7 +113,7 @@ class _SeriesMethod(SelfSupervisedModel):
 
     input_kinds = ("series",)
 
-    def __init__(self, encoder, augmenter=None, seed=None, **kwargs):
+    def __init__(self, encoder, augmenter=None, *, seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
         if not is_series_encoder(encoder):
             raise KerasSSLError(
@@ -184,22 +185,53 @@ class _SeriesMethod(SelfSupervisedModel):
         return x
 
 
-def _check_fraction(name, value):
-    if isinstance(value, bool) or not 0.0 < float(value) < 1.0:
-        raise KerasSSLError(f"{name} must lie strictly between 0 and 1, got {value!r}.")
-    return float(value)
-
-
-def _check_positive_int(name, value, least=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise KerasSSLError(f"{name} must be an integer of at least {least}, got {value!r}.")
-    return int(value)
-
-
 # ----- the methods ------------------------------------------------------------------------------
+class _StepReconstruction(_SeriesMethod):
+    """Base of the methods that hide some steps (zeroed) and rebuild others from the encoder's
+    feature vector with `decoder`; the loss is the mean squared error over the target steps."""
+
+    metric_name = "reconstruction_error"
+
+    def __init__(self, encoder, augmenter=None, *, decoder=None, seed=None, **kwargs):
+        super().__init__(encoder, augmenter, seed=seed, **kwargs)
+        self.decoder = decoder or series_decoder(self.feature_dim, (self.steps, self.channels))
+        if tuple(self.decoder.output_shape[1:]) != (self.steps, self.channels):
+            raise KerasSSLError(
+                f"The decoder outputs {self.decoder.output_shape[1:]}, the series are "
+                f"{(self.steps, self.channels)}."
+            )
+        self.error_tracker = keras.metrics.Mean(name=self.metric_name)
+
+    def visible_and_target(self, size):
+        """Per-step masks `[N, T]` (1 = seen by the encoder; 1 = scored), set by each method."""
+        raise NotImplementedError
+
+    def method_metrics(self):
+        return [self.error_tracker]
+
+    def compute_ssl_loss(self, inputs, labels, training):
+        x = self.views(inputs)
+        visible, target = self.visible_and_target((batch_size(x), self.steps))
+        prediction = self.decoder(self.encoder(x * visible[..., None], training=training),
+                                  training=training)
+        loss = losses.masked_reconstruction(x, prediction, target[..., None])
+        self.error_tracker.update_state(loss)
+        return loss
+
+    def get_config(self):
+        return {**super().get_config(),
+                "decoder": keras.saving.serialize_keras_object(self.decoder)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
+        return super().from_config(config)
+
+
 @register_method("masked_steps")
 @keras.saving.register_keras_serializable(package="keras_ssl")
-class MaskedSteps(_SeriesMethod):
+class MaskedSteps(_StepReconstruction):
     """Masked-step reconstruction: hide random spans of steps (set to 0, every channel) and
     rebuild them from the encoder's feature vector; the loss is the mean squared error over the
     hidden steps only (`losses.masked_reconstruction`), as MAE scores only hidden patches.
@@ -219,47 +251,25 @@ class MaskedSteps(_SeriesMethod):
     ['loss', 'reconstruction_error']
     """
 
-    def __init__(self, encoder, mask_ratio: float = 0.5, span: int | None = None, decoder=None,
-                 augmenter=None, seed=None, **kwargs):
-        super().__init__(encoder, augmenter, seed=seed, **kwargs)
-        self.mask_ratio = _check_fraction("mask_ratio", mask_ratio)
-        self.span = max(1, self.steps // 16) if span is None else _check_positive_int("span", span)
+    def __init__(self, encoder, augmenter=None, *, mask_ratio: float = 0.5,
+                 span: int | None = None, decoder=None, seed=None, **kwargs):
+        super().__init__(encoder, augmenter, decoder=decoder, seed=seed, **kwargs)
+        self.mask_ratio = check_fraction(mask_ratio, "mask_ratio")
+        self.span = max(1, self.steps // 16) if span is None else check_int(span, "span", least=1)
         if self.span > self.steps:
             raise KerasSSLError(f"span={span} is longer than the series ({self.steps} steps).")
-        self.decoder = decoder or series_decoder(self.feature_dim, (self.steps, self.channels))
-        if tuple(self.decoder.output_shape[1:]) != (self.steps, self.channels):
-            raise KerasSSLError(
-                f"The decoder outputs {self.decoder.output_shape[1:]}, the series are "
-                f"{(self.steps, self.channels)}."
-            )
-        self.error_tracker = keras.metrics.Mean(name="reconstruction_error")
 
-    def method_metrics(self):
-        return [self.error_tracker]
-
-    def compute_ssl_loss(self, inputs, labels, training):
-        clean = self.views(inputs)
-        mask = step_mask((batch_size(clean), self.steps), self.mask_ratio, self.span, seed=self.seed_generator.next())[..., None]
-        reconstruction = self.decoder(self.encoder(clean * (1.0 - mask), training=training),
-                                      training=training)
-        loss = losses.masked_reconstruction(clean, reconstruction, mask)
-        self.error_tracker.update_state(loss)
-        return loss
+    def visible_and_target(self, size):
+        hidden = step_mask(size, self.mask_ratio, self.span, seed=self.seed_generator.next())
+        return 1.0 - hidden, hidden
 
     def get_config(self):
-        return {**super().get_config(), "mask_ratio": self.mask_ratio, "span": self.span,
-                "decoder": keras.saving.serialize_keras_object(self.decoder)}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
-        return super().from_config(config)
+        return {**super().get_config(), "mask_ratio": self.mask_ratio, "span": self.span}
 
 
 @register_method("forecast")
 @keras.saving.register_keras_serializable(package="keras_ssl")
-class Forecast(_SeriesMethod):
+class Forecast(_StepReconstruction):
     """Next-step forecasting as a pretext task: the encoder sees each series up to a random step
     c (later steps zeroed, as the padding of a shorter series) and a head predicts steps
     c .. c + horizon - 1 from its feature vector; mean squared error over those steps.
@@ -279,43 +289,27 @@ class Forecast(_SeriesMethod):
     ['forecast_error', 'loss']
     """
 
-    def __init__(self, encoder, horizon: int | None = None, min_context: int | None = None,
-                 decoder=None, augmenter=None, seed=None, **kwargs):
-        super().__init__(encoder, augmenter, seed=seed, **kwargs)
+    metric_name = "forecast_error"
+
+    def __init__(self, encoder, augmenter=None, *, horizon: int | None = None,
+                 min_context: int | None = None, decoder=None, seed=None, **kwargs):
+        super().__init__(encoder, augmenter, decoder=decoder, seed=seed, **kwargs)
         self.horizon = (max(1, self.steps // 10) if horizon is None
-                        else _check_positive_int("horizon", horizon))
+                        else check_int(horizon, "horizon", least=1))
         self.min_context = (max(1, self.steps // 2) if min_context is None
-                            else _check_positive_int("min_context", min_context))
+                            else check_int(min_context, "min_context", least=1))
         if self.min_context + self.horizon > self.steps:
             raise KerasSSLError(
                 f"min_context={self.min_context} + horizon={self.horizon} exceed the "
                 f"{self.steps} steps of a series; lower them."
             )
-        self.decoder = decoder or series_decoder(self.feature_dim, (self.steps, self.channels))
-        self.error_tracker = keras.metrics.Mean(name="forecast_error")
 
-    def method_metrics(self):
-        return [self.error_tracker]
-
-    def compute_ssl_loss(self, inputs, labels, training):
-        x = self.views(inputs)
-        visible, target = forecast_mask((batch_size(x), self.steps), self.horizon, self.min_context,
-                                        seed=self.seed_generator.next())
-        prediction = self.decoder(self.encoder(x * visible[..., None], training=training),
-                                  training=training)
-        loss = losses.masked_reconstruction(x, prediction, target[..., None])
-        self.error_tracker.update_state(loss)
-        return loss
+    def visible_and_target(self, size):
+        return forecast_mask(size, self.horizon, self.min_context,
+                             seed=self.seed_generator.next())
 
     def get_config(self):
-        return {**super().get_config(), "horizon": self.horizon, "min_context": self.min_context,
-                "decoder": keras.saving.serialize_keras_object(self.decoder)}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
-        return super().from_config(config)
+        return {**super().get_config(), "horizon": self.horizon, "min_context": self.min_context}
 
 
 @register_method("segment_order")
@@ -337,9 +331,9 @@ class SegmentOrder(_SeriesMethod):
     ['loss', 'order_accuracy']
     """
 
-    def __init__(self, encoder, segments: int = 3, augmenter=None, seed=None, **kwargs):
+    def __init__(self, encoder, augmenter=None, *, segments: int = 3, seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
-        self.segments = _check_positive_int("segments", segments, least=2)
+        self.segments = check_int(segments, "segments", least=2)
         if self.segments > 5 or self.steps // self.segments < 1:
             raise KerasSSLError(
                 f"segments must lie in 2..{min(5, self.steps)} (at most 5: 120 orders), got "
