@@ -23,6 +23,10 @@ def sources(tmp_path_factory):
              y=np.arange(48) % 3)
     words = " ".join(f"word{i % 37} and the {i % 11} of" for i in range(3000))
     (root / "notes.txt").write_text(TEXT + words)
+    steps = np.linspace(0, 4 * np.pi, 32)
+    np.savez(root / "series.npz", series=np.sin(steps[None, :, None] * (1 + np.arange(48) % 3)
+                                                [:, None, None]).astype("float32"),
+             y=np.arange(48) % 3)
     return root
 
 
@@ -31,6 +35,8 @@ def _arguments(method, sources):
     if "text" in cls.input_kinds:
         return dict(data=str(sources / "notes.txt"), batch_size=8, width=16, sequence_length=16,
                     vocab_size=200)
+    if "images" not in cls.input_kinds:  # the series methods
+        return dict(data=str(sources / "series.npz"), batch_size=16, encoder="resnet1d", width=4)
     if method == "mae":  # its ViT
         return dict(data=str(sources / "images.npz"), batch_size=16)
     return dict(data=str(sources / "images.npz"), batch_size=16, encoder="convnet", width=4)
