@@ -90,7 +90,9 @@ def parse_args(argv=None):
     parser.add_argument("--data", required=True, metavar="NAME",
                         help=f"data set: {', '.join(DATA_SETS)}")
     parser.add_argument("--method", action="append", default=[], metavar="M",
-                        help=f"a method to train (repeatable): {', '.join(sorted(METHODS))}")
+                        help="a method to train (repeatable): "
+                        f"{', '.join(sorted(METHODS))}; M:NAME=VALUE,... adds method options "
+                        "to that row only, e.g. --method byol --method byol:momentum=0.9")
     parser.add_argument("--reference", action="append", default=[], metavar="R",
                         help="an implementation to compare with, trained for the same minutes "
                         f"(repeatable): {', '.join(REFERENCES)}")
@@ -148,6 +150,7 @@ def parse_args(argv=None):
         parser.error("give at least one --method (or --reference), e.g. --method simclr.")
     try:
         args.options = parse_method_options(args.set_options)
+        method_rows(args)
     except KerasSSLError as e:
         parser.error(str(e))
     unknown = sorted(set(args.reference) - set(REFERENCES))
@@ -486,11 +489,21 @@ def pytorch_rows(split: Split, args) -> list[dict]:
 REFERENCE_ROWS = {"kerasio": kerasio_rows, "pytorch_resnet18": pytorch_rows}
 
 
+def method_rows(args) -> list[tuple[str, str, dict]]:
+    """(method, row label, options) of every --method: `--set` options, then the row's own."""
+    rows = []
+    for spec in args.method:
+        name, _, own = spec.partition(":")
+        pairs = [*args.set_options, *(p for p in own.split(",") if p)]
+        rows.append((name, " ".join([name, *pairs]), parse_method_options(pairs)))
+    return rows
+
+
 def check_methods(args, split: Split) -> None:
     """Every method exists, can learn from these images and builds, before anything trains."""
     if min(split.x_train.shape[1:3]) < MIN_IMAGE_SIZE:
         raise KerasSSLError(f"{split.name}: images smaller than {MIN_IMAGE_SIZE} px.")
-    for name in args.method:
+    for name, _, options in method_rows(args):
         cls, preset = get_method(name)
         if "images" not in cls.input_kinds:
             raise KerasSSLError(
@@ -503,7 +516,7 @@ def check_methods(args, split: Split) -> None:
                 f"{max(2, cls.min_batch_size)} examples per batch."
             )
         build_model(name, shape_only(split.x_train.shape[1:]), encoder=args.encoder,
-                    width=args.width, seed=args.seed, method_options=args.options)
+                    width=args.width, seed=args.seed, method_options=options)
     data_lib.steps_per_epoch(len(split.x_train), args.batch_size)  # a full batch at least
     height, width, channels = split.x_train.shape[1:]
     if args.reference and (channels != 3 or min(height, width) < KERAS_IO_MIN_SIZE):
@@ -568,18 +581,17 @@ def run(args) -> dict:
         print(f"# reference: {name} ({minutes})", flush=True)
         rows.extend(REFERENCE_ROWS[name](split, args))
         gc.collect()
-    options = "".join(f" {pair}" for pair in args.set_options)  # in the rows' names
-    for name in args.method:
-        print(f"# {name} ({minutes})", flush=True)
+    for name, label, options in method_rows(args):
+        print(f"# {label} ({minutes})", flush=True)
         cls = get_method(name)[0]
-        row = {"name": f"{name}{options} ({minutes})", "kind": "method", "method": name,
-               "class": cls.__name__}
+        row = {"name": f"{label} ({minutes})", "kind": "method", "method": name,
+               "class": cls.__name__, "options": options}
         try:
             result = pretrain(
                 name, data_lib.SSLData(split.x_train, split.y_train, name=split.name),
                 encoder=args.encoder, width=args.width, minutes=args.minutes,
                 batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-                method_options=args.options, evaluate_scores=False, knn_every=0,
+                method_options=options, evaluate_scores=False, knn_every=0,
                 precision_policy=args.precision, xla=args.xla, verbose=args.verbose,
                 report=False)
         except NonFiniteLossError as e:

@@ -123,3 +123,12 @@ def test_set_options_reach_the_method_and_its_views(sources, capsys):
     assert main(["pretrain", "--data", str(sources / "images.npz"), "--set", "grid=3",
                  "--epochs", "0", "--verbose", "0"]) == 2
     assert "--method simclr" in capsys.readouterr().err
+
+
+def test_a_short_run_of_a_slow_starting_method_is_warned_before_training(sources):
+    with pytest.warns(UserWarning, match=r"BYOL learns slowly: .* This run plans 2 steps, fewer "
+                                         r"than 1000: give it more time, or use simclr"):
+        keras_ssl.pretrain("byol", **_arguments("byol", sources), epochs=1, seed=0, knn_every=0,
+                           evaluate_scores=False, verbose=0, report=False)
+    assert keras_ssl.SimCLR.short_run_warning(3) is None
+    assert keras_ssl.SimSiam.short_run_warning(999) and not keras_ssl.DINO.short_run_warning(1000)

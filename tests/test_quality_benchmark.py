@@ -185,6 +185,20 @@ def test_set_options_change_the_method():
     assert plain.options == {"mining": "batch_hard"}  # not a Python literal: kept as a string
 
 
+def test_options_after_a_colon_apply_to_that_row_only(capsys):
+    args = quality.parse_args(["--data", "digits", "--method", "byol", "--method",
+                               "byol:momentum=0.9,strength=1.0", "--minutes", "1",
+                               "--set", "hidden_dim=64"])
+    assert quality.method_rows(args) == [
+        ("byol", "byol hidden_dim=64", {"hidden_dim": 64}),
+        ("byol", "byol hidden_dim=64 momentum=0.9 strength=1.0",
+         {"hidden_dim": 64, "momentum": 0.9, "strength": 1.0}),
+    ]
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--data", "digits", "--method", "byol:momentum", "--minutes", "1"])
+    assert "NAME=VALUE" in capsys.readouterr().err
+
+
 def test_a_set_option_the_method_does_not_take_is_refused_before_training(capsys):
     assert quality.main(["--data", "digits", "--method", "simclr", "--set", "grid=3",
                          *TINY]) == 2

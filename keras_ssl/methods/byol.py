@@ -76,6 +76,7 @@ class BYOL(MomentumTargetMixin, SelfSupervisedModel):
     """
 
     input_kinds = ("images", "vectors")
+    short_run_steps = 1000
     min_batch_size = 2
 
     def __init__(self, encoder, augmenter=None, *, projection_dim=128, hidden_dim=512,

@@ -133,6 +133,7 @@ class DINO(MomentumTargetMixin, SelfSupervisedModel):
     """
 
     min_batch_size = 1
+    short_run_steps = 1000
 
     def __init__(self, encoder, augmenter=None, *, output_dim=1024, hidden_dim=512,
                  bottleneck_dim=128, student_temperature=0.1, teacher_temperature=0.07,
