@@ -19,7 +19,9 @@ without labels: a transductive protocol, for sets whose training split holds a f
 the probes and the supervised baseline use the labelled training split only, as before.
 
 `simclr` uses `augment.series()` views; `masked_steps`, `forecast` and `segment_order` their
-registry defaults (no augmentation).
+registry defaults (no augmentation). `ts2vec` trains its own encoder (`dilated_conv1d`, TS2Vec's
+dilated convolutions at the paper's width: 64 channels, 320 features), so that encoder gets its own
+random-init row.
 
     python benchmarks/series_quality.py --set GunPoint --set ItalyPowerDemand --set ArrowHead
     python benchmarks/series_quality.py --quick          # a smoke run: 2 epochs, one set
@@ -38,7 +40,7 @@ import keras_ssl
 from keras_ssl import augment, encoders, evaluate
 from keras_ssl.data import series, to_dataset
 
-METHODS = ("simclr", "masked_steps", "forecast", "segment_order")
+METHODS = ("simclr", "masked_steps", "forecast", "segment_order", "ts2vec")
 SETS = ("GunPoint", "ItalyPowerDemand", "ArrowHead")
 
 
@@ -49,9 +51,16 @@ def build_method(name, encoder, seed):
     return cls(encoder, seed=seed, **preset)
 
 
-def make_encoder(data, width, seed):
+def encoder_name(method):
+    """The encoder a method trains: its own (TS2Vec's dilated convolutions) or `resnet1d`."""
+    if method in keras_ssl.METHODS:
+        return keras_ssl.METHODS[method][0].default_encoder or "resnet1d"
+    return "resnet1d"
+
+
+def make_encoder(data, width, seed, name="resnet1d"):
     keras.utils.set_random_seed(seed)
-    return encoders.build("resnet1d", data.input_shape, width=width)
+    return encoders.build(name, data.input_shape, width=width if name == "resnet1d" else None)
 
 
 def score(embed, data, k):
@@ -69,11 +78,13 @@ def run_set(name, methods, epochs, batch_size, width, seed, k, jit, pretrain_on=
         unlabelled = np.concatenate([data.x_train, data.x_test])
     batch = min(batch_size, len(data.x_train))
     rows = {"raw series": score(lambda x: x.reshape(len(x), -1), data, k)}
-    encoder = make_encoder(data, width, seed)
-    rows["random init"] = score(lambda x: encoder.predict(x, verbose=0), data, k)
+    for name in dict.fromkeys(["resnet1d", *map(encoder_name, methods)]):
+        encoder = make_encoder(data, width, seed, name)
+        label = "random init" if name == "resnet1d" else f"random init ({name})"
+        rows[label] = score(lambda x, e=encoder: e.predict(x, verbose=0), data, k)
     for method in methods:
         start = time.perf_counter()
-        model = build_method(method, make_encoder(data, width, seed), seed)
+        model = build_method(method, make_encoder(data, width, seed, encoder_name(method)), seed)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
         model.fit(to_dataset(unlabelled, batch_size=batch, seed=seed), epochs=epochs, verbose=0)
         rows[method] = score(lambda x, m=model: m.predict(x, verbose=0), data, k)

@@ -55,6 +55,7 @@ from keras_ssl.methods import (  # noqa: E402
     SimCLR,
     SimSiam,
     SupCon,
+    TS2Vec,
     Triplet,
     VICReg,
 )
@@ -65,7 +66,7 @@ __all__ = [
     "BYOL", "DINO", "MAE", "METHODS", "NNCLR", "AutoEncoder", "BarlowTwins", "Forecast", "Jigsaw",
     "KerasSSLError", "MaskedLanguageModel", "MaskedSteps", "MoCo", "NextTokenModel",
     "PretrainResult", "RotNet", "SegmentOrder", "SelfSupervisedModel", "SimCLR", "SimSiam",
-    "SupCon", "Triplet", "VICReg", "__version__", "augment", "callbacks", "checkpoint", "collapse",
+    "SupCon", "TS2Vec", "Triplet", "VICReg", "__version__", "augment", "callbacks", "checkpoint", "collapse",
     "data", "encoders", "evaluate", "export_encoder", "guards", "heads", "load_encoder", "losses",
     "pipeline", "plot", "pretext", "pretrain", "serving", "training",
 ]

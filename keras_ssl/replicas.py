@@ -13,7 +13,7 @@ images came out bit-identical). Two remedies, for two kinds of draws:
   the global batch.
 - `ReplicaSeedGenerator`: a `SeedGenerator` whose `next()` folds the replica id into the seed, for
   draws that cannot be sliced (pretext puzzles, masks, key shuffles): distinct per replica,
-  unchanged on one device.
+  unchanged on one device. Its `next_shared()` gives every replica the same seed.
 
 Outside a replica context, or with one replica, both return what the plain draw returns, so a
 single-device run (and its checkpoints) is unchanged.
@@ -89,6 +89,11 @@ class ReplicaSeedGenerator(keras.random.SeedGenerator):
     >>> keras.ops.convert_to_numpy(generator.next()).tolist()
     [7, 0]
     """
+
+    def next_shared(self, ordered=True):
+        """The next seed without the replica offset: the same on every replica, for draws the
+        replicas must agree on (a batch-wide crop length) or slice with `replica_rows`."""
+        return super().next(ordered=ordered)
 
     def next(self, ordered=True):
         seed = super().next(ordered=ordered)

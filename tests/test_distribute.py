@@ -139,8 +139,12 @@ CHILD = textwrap.dedent(
     single_views = augment.simclr(16, seed=3)(same, training=True).numpy()
     vectors = np.ones((N, 6), "float32")
     single_vectors = augment.vectors(seed=4)(vectors, training=True).numpy()
+    wave = np.sin(np.linspace(0, 6, 40, dtype="float32"))[None, :, None]
+    series = np.repeat(np.concatenate([wave, np.cos(wave)], -1), N, axis=0)
+    series_recipe = lambda: augment.series(permute_segments=3, channel_mask=0.5, seed=6)
+    single_series = series_recipe()(series, training=True).numpy()
     with strategy.scope():
-        aug, vec = augment.simclr(16, seed=3), augment.vectors(seed=4)
+        aug, vec, ser = augment.simclr(16, seed=3), augment.vectors(seed=4), series_recipe()
     views = local(strategy.run(tf.function(lambda x: aug(x, training=True)),
                                (per_replica(same),)))
     vector_views = local(strategy.run(tf.function(lambda x: vec(x, training=True)),
@@ -148,6 +152,10 @@ CHILD = textwrap.dedent(
     out["replica_views_differ"] = not np.array_equal(views[0], views[1])
     out["views_max_diff"] = float(np.abs(np.concatenate(views) - single_views).max())
     out["vectors_max_diff"] = float(np.abs(np.concatenate(vector_views) - single_vectors).max())
+    series_views = local(strategy.run(tf.function(lambda x: ser(x, training=True)),
+                                      (per_replica(series),)))
+    out["series_replicas_differ"] = not np.array_equal(series_views[0], series_views[1])
+    out["series_max_diff"] = float(np.abs(np.concatenate(series_views) - single_series).max())
 
     # 2. Method seeds: the same state, a different seed per replica.
     with strategy.scope():
@@ -216,6 +224,9 @@ def test_replicas_augment_differently_and_exactly_like_one_device(mirrored):
     assert mirrored["replica_views_differ"]
     assert mirrored["views_max_diff"] < 1e-5  # graph vs eager rounding
     assert mirrored["vectors_max_diff"] < 1e-5
+    # Series views (crop, warps, scaling, jitter, segment shuffles, channel masks) alike.
+    assert mirrored["series_replicas_differ"]
+    assert mirrored["series_max_diff"] < 1e-5
 
 
 def test_method_seeds_differ_between_replicas(mirrored):

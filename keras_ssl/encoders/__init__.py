@@ -30,10 +30,10 @@ __all__ = ["ENCODERS", "INPUT_RANKS", "ConvNet", "ImagesToFloat", "LSTMEncoder",
            "PaddingMask", "PositionEmbedding", "ResNet", "TransformerEncoder", "build", "names",
            "register_encoder", "serving_model"]
 
-# Time series [N, T, F] -> [N, D]: registers resnet1d and series_transformer.
-from keras_ssl.encoders.series import ResNet1D, SeriesTransformer  # noqa: E402
+# Time series [N, T, F] -> [N, D]: registers resnet1d, series_transformer and dilated_conv1d.
+from keras_ssl.encoders.series import DilatedConv1D, ResNet1D, SeriesTransformer  # noqa: E402
 
-__all__ += ["ResNet1D", "SeriesTransformer"]
+__all__ += ["DilatedConv1D", "ResNet1D", "SeriesTransformer"]
 
 # Vision Transformers (vit_tiny, vit_small).
 from keras_ssl.encoders import vit  # noqa: E402

@@ -6,16 +6,21 @@
 - `SeriesTransformer(input_shape, embed_dim=64, patch_size=...)`: a pre-norm Transformer over
   patches of steps (each patch of `patch_size` steps of every channel projected to `embed_dim`,
   as PatchTST does), learned positions, mean pooling; registered as `series_transformer`.
+- `DilatedConv1D(input_shape, width=64)`: TS2Vec's encoder (a per-step projection, residual blocks
+  of dilated convolutions, max pooling over the steps), what `methods.TS2Vec` trains; registered
+  as `dilated_conv1d`.
 - `serving_model(encoder)`: the encoder with its input named `series` (float32 `[N, T, F]`), what
   `keras_ssl.export` writes as the SavedModel.
 
-Both take a fixed `(T, F)`: XLA wants static shapes, and the export signature is `[None, T, F]`.
+All take a fixed `(T, F)`: XLA wants static shapes, and the export signature is `[None, T, F]`.
 Load sets of another length with `data.series.load(..., length=T)`.
 
 >>> ResNet1D((150, 1), width=8).output_shape
 (None, 16)
 >>> SeriesTransformer((150, 2), embed_dim=16, num_heads=2, num_layers=1).output_shape
 (None, 16)
+>>> DilatedConv1D((150, 1), width=8, depth=3).output_shape
+(None, 40)
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from keras_ssl.errors import KerasSSLError
 # batch statistics, 51% with the moving ones); 0.9 follows the last ten or so steps.
 BN_MOMENTUM = 0.9
 
-__all__ = ["ResNet1D", "SeriesTransformer", "is_series_encoder", "serving_model"]
+__all__ = ["DilatedConv1D", "ResNet1D", "SeriesTransformer", "is_series_encoder", "serving_model"]
 
 
 def _check_shape(input_shape, name) -> tuple[int, int]:
@@ -83,6 +88,45 @@ def ResNet1D(input_shape, width: int = 64, kernel_sizes=(8, 5, 3), blocks: int =
         x = layers.ReLU(name=f"block{b + 1}_out")(layers.Add(name=f"block{b + 1}_add")([h, shortcut]))
     x = layers.GlobalAveragePooling1D(name="pool")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def DilatedConv1D(input_shape, width: int = 64, depth: int = 10, output_dim: int | None = None,
+                  kernel_size: int = 3, dropout: float = 0.1,
+                  name: str = "dilated_conv1d") -> keras.Model:
+    """TS2Vec's encoder (Yue et al. 2022): a per-step linear projection to `width` channels, then
+    `depth` residual blocks of two GELU-preceded convolutions with dilation 1, 2, 4, ..., and a
+    last block to `output_dim` (default `5 * width`: TS2Vec's 64 -> 320), dropout, and max pooling
+    over the steps: `[N, output_dim]`.
+
+    Three named parts, which `methods.TS2Vec` uses apart: `input_projection` (Dense), `steps` (a
+    model `[N, T, width] -> [N, T, output_dim]`, per-step features) and `pool`.
+    """
+    steps, channels = _check_shape(input_shape, "DilatedConv1D")
+    for value, label in ((width, "width"), (depth, "depth")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise KerasSSLError(f"DilatedConv1D {label} must be a positive integer, got {value!r}.")
+    output_dim = output_dim or 5 * width
+    hidden = keras.Input((steps, width), name="projected")
+    x = hidden
+    sizes = [width] * depth + [output_dim]
+    for i, filters in enumerate(sizes):
+        block, final = f"block{i + 1}", i == len(sizes) - 1
+        shortcut = x
+        if x.shape[-1] != filters or final:
+            shortcut = layers.Conv1D(filters, 1, name=f"{block}_shortcut")(x)
+        h = layers.Activation("gelu", name=f"{block}_gelu1")(x)
+        h = layers.Conv1D(filters, kernel_size, padding="same", dilation_rate=2**i,
+                          name=f"{block}_conv1")(h)
+        h = layers.Activation("gelu", name=f"{block}_gelu2")(h)
+        h = layers.Conv1D(filters, kernel_size, padding="same", dilation_rate=2**i,
+                          name=f"{block}_conv2")(h)
+        x = layers.Add(name=f"{block}_add")([h, shortcut])
+    x = layers.Dropout(dropout, name="dropout")(x)
+    per_step = keras.Model(hidden, x, name="steps")
+    inputs = keras.Input((steps, channels), dtype="float32", name="series")
+    projected = layers.Dense(width, name="input_projection")(inputs)
+    pooled = layers.GlobalMaxPooling1D(name="pool")(per_step(projected))
+    return keras.Model(inputs, pooled, name=name)
 
 
 def default_patch_size(steps: int) -> int:
@@ -159,6 +203,11 @@ def serving_model(encoder: keras.Model) -> keras.Model:
 @register_encoder("resnet1d", "series")
 def _resnet1d(input_shape, width=None):
     return ResNet1D(input_shape, width=width or 64)
+
+
+@register_encoder("dilated_conv1d", "series")
+def _dilated_conv1d(input_shape, width=None):
+    return DilatedConv1D(input_shape, width=width or 64)
 
 
 @register_encoder("series_transformer", "series")

@@ -21,6 +21,7 @@ global batch, and the gradients summed across replicas of `loss / num_replicas` 
 | `pretext_classification(labels, logits)` | RotNet, Gidaris et al. 2018; Jigsaw, Noroozi and Favaro 2016 | loss [, accuracy] |
 | `masked_reconstruction(target, prediction, mask)` | MAE, He et al. 2022 | loss |
 | `masked_token_loss(labels, logits, mask)` | BERT, Devlin et al. 2019 | loss [, accuracy] |
+| `hierarchical_contrastive(z1, z2, valid_steps)` | TS2Vec, Yue et al. 2022 | loss |
 
 >>> import numpy as np
 >>> from keras_ssl import losses
@@ -65,3 +66,8 @@ from keras_ssl.losses.noncontrastive import (  # noqa: E402
 
 __all__ += ["barlow_twins", "byol", "dino", "dino_center", "nearest_neighbour", "nnclr",
             "noncontrastive", "simsiam", "vicreg"]
+
+# TS2Vec's loss on per-step features of time series.
+from keras_ssl.losses.hierarchical import hierarchical_contrastive  # noqa: E402
+
+__all__ += ["hierarchical_contrastive"]

@@ -51,3 +51,6 @@ __all__ += ["MAE"]
 from keras_ssl.methods.dino import DINO  # noqa: E402
 
 __all__ += ["DINO"]
+from keras_ssl.methods.ts2vec import TS2Vec  # noqa: E402
+
+__all__ += ["TS2Vec"]

@@ -1,0 +1,164 @@
+"""TS2Vec (Yue et al., AAAI 2022): per-step features that agree across overlapping crops.
+
+Each series gives two crops that share a span of time stamps; every step is hidden at random in
+each crop (timestamp masking, after the input projection); the encoder's per-step features of the
+shared span are contrasted instance-wise and over time, at every time scale
+(`losses.hierarchical_contrastive`). The exported encoder max-pools the per-step features of the
+whole series, as TS2Vec's `encoding_window="full_series"` does.
+
+Where this differs from the reference code (github.com/yuezhihan/ts2vec): shapes are fixed, so
+XLA compiles the step. TS2Vec slices each crop out of the series; here each crop is moved to step
+0 of a series as long as the original, and the steps after its end are zero after the input
+projection (TS2Vec's own value for a hidden step), so the convolutions see zeros beyond a crop's
+end at the first layer, and the features of those zeros deeper in. Those steps take no part in the
+loss. The crop lengths are drawn once per batch and the crops' positions per series, as in TS2Vec.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from keras_ssl import losses
+from keras_ssl.errors import KerasSSLError
+from keras_ssl.methods.registry import register_method
+from keras_ssl.methods.series import _SeriesMethod
+from keras_ssl.pretext._common import batch_size, seed_tensor, split_seed, uniform_int
+from keras_ssl.replicas import replica_rows
+from keras_ssl.validate import check_fraction, check_int
+
+__all__ = ["Crops", "TS2Vec", "contextual_crops"]
+
+_DRAW_RANGE = 2**30
+
+
+def _between(seed, shape, low, high):
+    """Stateless int32 draws in [low, high] (tensor bounds allowed; high >= low)."""
+    span = tf.cast(high, tf.int32) - tf.cast(low, tf.int32) + 1
+    return uniform_int(shape, seed, 0, _DRAW_RANGE) % span + tf.cast(low, tf.int32)
+
+
+class Crops(NamedTuple):
+    """Two overlapping crops of a batch of series, each moved to step 0 (zeros after its end).
+
+    `keep1`, `keep2`: float `[N, T]`, 1.0 within each crop. The shared span starts at step
+    `start` of `view1` and step 0 of `view2` and is `overlap` steps long (scalar int32 tensors).
+    """
+
+    view1: tf.Tensor
+    view2: tf.Tensor
+    keep1: tf.Tensor
+    keep2: tf.Tensor
+    start: tf.Tensor
+    overlap: tf.Tensor
+
+
+def _shifted(x, first, length):
+    """Steps first_i .. first_i + length - 1 of each series i at steps 0 .. length - 1; zeros after."""
+    steps = x.shape[1]
+    t = tf.range(steps)
+    index = tf.minimum(first[:, None] + t[None], steps - 1)
+    keep = tf.cast(t < length, x.dtype)[None]
+    return tf.gather(x, index, batch_dims=1) * keep[..., None], tf.broadcast_to(keep, tf.shape(index))
+
+
+def contextual_crops(x, seed=None, min_overlap: int = 2) -> Crops:
+    """TS2Vec's random cropping: per batch an overlap length l >= `min_overlap` and where the
+    crops extend beyond it; per series where the pair lies in the series.
+
+    Crop 1 covers steps [o + a1, o + b) and crop 2 [o + a, o + b2), with a1 <= a, b = a + l <= b2:
+    they share [o + a, o + b). Under `tf.distribute` every replica draws the same batch-wide
+    lengths and keeps its rows of the global batch's positions.
+
+    >>> import numpy as np
+    >>> x = np.arange(20, dtype="float32").reshape(2, 10, 1)
+    >>> crops = contextual_crops(x, seed=1)
+    >>> s, l = int(crops.start), int(crops.overlap)
+    >>> bool(np.array_equal(crops.view1[:, s:s + l], crops.view2[:, :l]))
+    True
+    """
+    x = tf.convert_to_tensor(x)
+    steps = int(x.shape[1])
+    if not 1 <= min_overlap <= steps:
+        raise KerasSSLError(f"min_overlap must lie in 1..{steps} (the steps), got {min_overlap}.")
+    s_length, s_left, s_front, s_back, s_offset = split_seed(seed_tensor(seed), 5)
+    overlap = _between(s_length, [], min_overlap, steps)
+    left = _between(s_left, [], 0, steps - overlap)
+    right = left + overlap
+    front = _between(s_front, [], 0, left)          # crop 1 starts here (a1 <= a)
+    back = _between(s_back, [], right, steps)        # crop 2 ends here (b2 >= b)
+    n = batch_size(x)
+    offset = replica_rows(lambda m: _between(s_offset, [m], -front, steps - back), n)
+    view1, keep1 = _shifted(x, offset + front, right - front)
+    view2, keep2 = _shifted(x, offset + left, back - left)
+    return Crops(view1, view2, keep1, keep2, left - front, overlap)
+
+
+@register_method("ts2vec")
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class TS2Vec(_SeriesMethod):
+    """TS2Vec: contextual consistency of per-step features, contrasted at every time scale.
+
+    Args:
+        encoder: an `encoders.DilatedConv1D` (or any model with its named parts:
+            `input_projection`, a per-step `steps` model, and pooling to `[N, D]`).
+        alpha: weight of the instance-wise term (TS2Vec: 0.5; the temporal term gets 1 - alpha).
+        mask_rate: share of the steps hidden in each crop (TS2Vec's binomial masking: 0.5).
+        min_overlap: fewest steps two crops share.
+        augmenter: optional augmentation of the series before cropping (default none: the crops
+            and the masks are TS2Vec's augmentation).
+
+    Example:
+    >>> import numpy as np, keras_ssl
+    >>> model = TS2Vec(keras_ssl.encoders.DilatedConv1D((24, 2), width=8, depth=2))
+    >>> model.compile(optimizer="adam")
+    >>> sorted(model.fit(np.random.rand(8, 24, 2), batch_size=4, verbose=0).history)
+    ['loss']
+    """
+
+    default_encoder = "dilated_conv1d"
+    min_batch_size = 2
+
+    def __init__(self, encoder, augmenter=None, *, alpha: float = 0.5, mask_rate: float = 0.5,
+                 min_overlap: int = 2, seed=None, **kwargs):
+        super().__init__(encoder, augmenter, seed=seed, **kwargs)
+        names = {layer.name for layer in encoder.layers}
+        if not {"input_projection", "steps"} <= names:
+            raise KerasSSLError(
+                "TS2Vec contrasts per-step features: its encoder needs an `input_projection` "
+                "layer and a per-step `steps` model, as encoders.DilatedConv1D builds "
+                f"(--encoder dilated_conv1d); {encoder.name!r} has neither."
+            )
+        self.projection = encoder.get_layer("input_projection")
+        self.per_step = encoder.get_layer("steps")
+        self.alpha = float(alpha)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise KerasSSLError(f"alpha must lie in [0, 1], got {alpha!r}.")
+        self.mask_rate = check_fraction(mask_rate, "mask_rate")
+        self.min_overlap = check_int(min_overlap, "min_overlap", least=1, most=self.steps)
+
+    def step_features(self, view, keep, seed, training):
+        """Per-step features `[N, T, D]` of a crop, its steps outside `keep` or drawn for masking
+        set to zero after the input projection."""
+        n = batch_size(view)
+        draw = lambda m: uniform_int([m, self.steps], seed, 0, _DRAW_RANGE)  # noqa: E731
+        shown = tf.cast(replica_rows(draw, n) >= int(self.mask_rate * _DRAW_RANGE), tf.float32)
+        hidden = self.projection(view) * (keep * shown)[..., None]
+        return self.per_step(hidden, training=training)
+
+    def compute_ssl_loss(self, inputs, labels, training):
+        crops = contextual_crops(self.views(inputs), self.seed_generator.next_shared(),
+                                 self.min_overlap)
+        mask1, mask2 = split_seed(self.seed_generator.next_shared(), 2)
+        z1 = self.step_features(crops.view1, crops.keep1, mask1, training)
+        z2 = self.step_features(crops.view2, crops.keep2, mask2, training)
+        # The shared span to step 0 of both.
+        index = tf.minimum(crops.start + tf.range(self.steps), self.steps - 1)
+        z1 = tf.gather(z1, index, axis=1)
+        return losses.hierarchical_contrastive(z1, z2, crops.overlap, alpha=self.alpha)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "mask_rate": self.mask_rate,
+                "min_overlap": self.min_overlap}

@@ -1,0 +1,172 @@
+"""TS2Vec: the hierarchical contrastive loss against a NumPy transcription of the reference code,
+the contextual crops, the method's training, export and bad inputs."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_ssl
+from keras_ssl import encoders, losses
+from keras_ssl.errors import KerasSSLError
+from keras_ssl.methods.ts2vec import contextual_crops
+
+
+# ----- NumPy reference: yuezhihan/ts2vec models/losses.py, on the sliced shared span -----------
+def _log_softmax(x):
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def _drop_diagonal(sim):
+    return np.tril(sim, -1)[:, :, :-1] + np.triu(sim, 1)[:, :, 1:]
+
+
+def _instance(z1, z2):
+    b = z1.shape[0]
+    z = np.concatenate([z1, z2], 0).transpose(1, 0, 2)
+    logits = -_log_softmax(_drop_diagonal(z @ z.transpose(0, 2, 1)))
+    i = np.arange(b)
+    return (logits[:, i, b + i - 1].mean() + logits[:, b + i, i].mean()) / 2
+
+
+def _temporal(z1, z2):
+    t = z1.shape[1]
+    z = np.concatenate([z1, z2], 1)
+    logits = -_log_softmax(_drop_diagonal(z @ z.transpose(0, 2, 1)))
+    s = np.arange(t)
+    return (logits[:, s, t + s - 1].mean() + logits[:, t + s, s].mean()) / 2
+
+
+def _pool(z):
+    half = z.shape[1] // 2
+    return z[:, : 2 * half].reshape(z.shape[0], half, 2, -1).max(axis=2)
+
+
+def reference_loss(z1, z2, alpha=0.5):
+    loss, scales = 0.0, 0
+    while z1.shape[1] > 1:
+        loss += alpha * _instance(z1, z2) + (1 - alpha) * _temporal(z1, z2)
+        scales += 1
+        z1, z2 = _pool(z1), _pool(z2)
+    if z1.shape[1] == 1:
+        loss += alpha * _instance(z1, z2)
+        scales += 1
+    return loss / scales
+
+
+def _features(n=4, steps=11, dim=6, seed=0):
+    rng = np.random.default_rng(seed)
+    z1 = rng.normal(size=(n, steps, dim))
+    return z1, z1 + 0.7 * rng.normal(size=z1.shape)
+
+
+@pytest.mark.parametrize("valid", [11, 8, 5, 1])
+@pytest.mark.parametrize("alpha", [0.5, 0.0, 1.0])
+def test_hierarchical_loss_matches_the_reference_on_the_shared_steps(valid, alpha):
+    z1, z2 = _features()
+    expected = reference_loss(z1[:, :valid], z2[:, :valid], alpha)
+    got = losses.hierarchical_contrastive(z1, z2, valid_steps=valid, alpha=alpha)
+    np.testing.assert_allclose(float(got), expected, rtol=1e-4)
+    # The steps after the shared span do not matter.
+    noise = np.random.default_rng(5).normal(size=z1.shape) * (np.arange(11) >= valid)[:, None]
+    moved = losses.hierarchical_contrastive(z1 + 9 * noise, z2, valid_steps=valid, alpha=alpha)
+    np.testing.assert_allclose(float(moved), float(got), rtol=1e-5)
+
+
+def test_hierarchical_loss_gradient_matches_finite_differences_of_the_reference():
+    z1, z2 = _features(n=3, steps=6, dim=4)
+    a = tf.Variable(z1.astype("float32"))
+    with tf.GradientTape() as tape:
+        loss = losses.hierarchical_contrastive(a, z2.astype("float32"), valid_steps=5)
+    grad = tape.gradient(loss, a).numpy()
+    eps = 1e-5
+    for index in [(0, 0, 0), (1, 3, 2), (2, 4, 3), (0, 5, 1)]:
+        up, down = z1.copy(), z1.copy()
+        up[index] += eps
+        down[index] -= eps
+        numeric = (reference_loss(up[:, :5], z2[:, :5]) - reference_loss(down[:, :5], z2[:, :5]))
+        np.testing.assert_allclose(grad[index], numeric / (2 * eps), rtol=2e-3, atol=1e-5)
+    assert grad[:, 5].max() == 0 == grad[:, 5].min()  # step 5 lies outside the shared span
+
+
+def test_hierarchical_loss_compiles_with_xla_and_checks_its_inputs():
+    z1, z2 = (z.astype("float32") for z in _features())
+    jitted = tf.function(lambda a, b, v: losses.hierarchical_contrastive(a, b, v), jit_compile=True)
+    np.testing.assert_allclose(float(jitted(z1, z2, tf.constant(7))),
+                               reference_loss(z1[:, :7], z2[:, :7]), rtol=1e-4)
+    with pytest.raises(KerasSSLError, match=r"per-step features \[batch, steps, dim\]"):
+        losses.hierarchical_contrastive(z1[:, 0], z2[:, 0])
+    with pytest.raises(KerasSSLError, match="alpha must lie in"):
+        losses.hierarchical_contrastive(z1, z2, alpha=1.5)
+
+
+# ----- the crops ----------------------------------------------------------------------------------
+def test_crops_share_their_span_and_are_placed_per_series():
+    x = np.repeat(np.arange(40, dtype="float32")[None, :, None], 16, axis=0)
+    for seed in range(5):
+        crops = contextual_crops(x, seed=seed)
+        start, overlap = int(crops.start), int(crops.overlap)
+        v1, v2 = crops.view1.numpy()[..., 0], crops.view2.numpy()[..., 0]
+        assert 2 <= overlap <= 40
+        np.testing.assert_array_equal(v1[:, start:start + overlap], v2[:, :overlap])
+        for view, keep in ((v1, crops.keep1.numpy()), (v2, crops.keep2.numpy())):
+            length = int(keep[0].sum())
+            assert (keep == (np.arange(40) < length)).all()
+            assert (view[:, length:] == 0).all()
+            # Each crop is consecutive steps of its series.
+            assert (np.diff(view[:, :length], axis=1) == 1).all()
+        if overlap < 30:  # room to move: the 16 copies of one series are cropped at other steps
+            assert len({row[0] for row in v2}) > 1
+
+
+def test_crops_are_the_same_under_xla():
+    x = np.random.default_rng(0).normal(size=(8, 30, 2)).astype("float32")
+    eager = contextual_crops(x, seed=tf.constant([3, 4], tf.int64))
+    jitted = tf.function(lambda v, s: tuple(contextual_crops(v, seed=s)), jit_compile=True)(
+        x, tf.constant([3, 4], tf.int64))
+    for a, b in zip(eager, jitted):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+# ----- the method ---------------------------------------------------------------------------------
+def _waves(n, steps, channels, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, steps)[None, :, None]
+    freq = rng.integers(1, 4, (n, 1, channels))
+    return (np.sin(2 * np.pi * freq * t + rng.uniform(0, 6, (n, 1, channels)))).astype("float32")
+
+
+def test_ts2vec_trains_with_xla_exports_and_refuses_other_encoders(tmp_path):
+    x = _waves(16, 24, 2)
+    keras.utils.set_random_seed(0)
+    model = keras_ssl.TS2Vec(encoders.DilatedConv1D((24, 2), width=8, depth=3), seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=True)
+
+    def fixed_loss():  # the loss on the same crops and masks, before and after training
+        crops = contextual_crops(x, seed=7)
+        z1, z2 = (model.step_features(v, k, tf.constant([1, i], tf.int64), training=False)
+                  for i, (v, k) in enumerate([crops[0:3:2], crops[1:4:2]]))
+        shift = tf.minimum(crops.start + tf.range(24), 23)
+        return float(losses.hierarchical_contrastive(tf.gather(z1, shift, axis=1), z2,
+                                                     crops.overlap))
+
+    before = fixed_loss()
+    history = model.fit(x, batch_size=8, epochs=8, verbose=0).history["loss"]
+    assert np.isfinite(history).all() and fixed_loss() < 0.95 * before  # 2.43 -> 2.27
+    version = keras_ssl.export_encoder(model, tmp_path / "ts2vec")
+    loaded = keras_ssl.load_encoder(version)
+    np.testing.assert_allclose(loaded(x[:3]).numpy(), model(x[:3]).numpy(), rtol=1e-4, atol=1e-4)
+    assert model(x[:3]).shape == (3, 40)
+    restored = keras_ssl.TS2Vec.from_config(model.get_config())
+    assert (restored.alpha, restored.mask_rate) == (0.5, 0.5)
+    with pytest.raises(KerasSSLError, match="--encoder dilated_conv1d"):
+        keras_ssl.TS2Vec(encoders.ResNet1D((24, 2), width=4))
+    with pytest.raises(KerasSSLError, match="mask_rate must be"):
+        keras_ssl.TS2Vec(encoders.DilatedConv1D((24, 2), width=8, depth=1), mask_rate=1.0)
+
+
+def test_ts2vec_is_registered_with_its_encoder():
+    cls, _ = keras_ssl.METHODS["ts2vec"]
+    assert cls is keras_ssl.TS2Vec and cls.default_encoder == "dilated_conv1d"
+    assert encoders.build("dilated_conv1d", (50, 3), width=8).output_shape == (None, 40)
