@@ -55,8 +55,8 @@ from keras_ssl.methods import (  # noqa: E402
     SimCLR,
     SimSiam,
     SupCon,
-    TS2Vec,
     Triplet,
+    TS2Vec,
     VICReg,
 )
 from keras_ssl.pipeline import PretrainResult, pretrain  # noqa: E402

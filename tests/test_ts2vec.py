@@ -125,7 +125,7 @@ def test_crops_are_the_same_under_xla():
     eager = contextual_crops(x, seed=tf.constant([3, 4], tf.int64))
     jitted = tf.function(lambda v, s: tuple(contextual_crops(v, seed=s)), jit_compile=True)(
         x, tf.constant([3, 4], tf.int64))
-    for a, b in zip(eager, jitted):
+    for a, b in zip(eager, jitted, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
