@@ -38,7 +38,7 @@ CASES = {
                          ("mae_vit", "MAE"))},
     "next_token": ("NextTokenModel", [],
                    r"unigram\s+0\.\d{3}.*next_token\s+0\.\d{3}.*query: .*nearest: "),
-    "time_series": ("MaskedSteps", [], TABLE_ROW),
+    "time_series": ("MaskedSteps", [], TABLE_ROW + r".*ts2vec\s+[01]\.\d{3}\s+[01]\.\d{3}"),
     "downstream_classifier": ("SimCLR", [],
                               r"(1% \(\d+\)\s+linear probe\s+[01]\.\d{3}\s+[01]\.\d{3}).*"
                               r"(10% \(\d+\)\s+fine-tune\s+[01]\.\d{3}\s+[01]\.\d{3})"),

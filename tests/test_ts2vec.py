@@ -170,3 +170,14 @@ def test_ts2vec_is_registered_with_its_encoder():
     cls, _ = keras_ssl.METHODS["ts2vec"]
     assert cls is keras_ssl.TS2Vec and cls.default_encoder == "dilated_conv1d"
     assert encoders.build("dilated_conv1d", (50, 3), width=8).output_shape == (None, 40)
+
+
+def test_dilations_beyond_the_series_are_capped_without_changing_the_function():
+    encoder = encoders.DilatedConv1D((12, 2), width=4, depth=6)  # dilations 1 .. 32
+    capped = encoder.get_layer("steps").get_layer("block6_conv1")
+    assert capped.dilation_rate == (12,)
+    full = keras.layers.Conv1D(4, 3, padding="same", dilation_rate=32)
+    h = np.random.default_rng(0).normal(size=(3, 12, 4)).astype("float32")
+    full.build(h.shape)
+    full.set_weights(capped.get_weights())
+    np.testing.assert_allclose(capped(h).numpy(), full(h).numpy(), rtol=1e-5, atol=1e-6)

@@ -111,14 +111,18 @@ def DilatedConv1D(input_shape, width: int = 64, depth: int = 10, output_dim: int
     sizes = [width] * depth + [output_dim]
     for i, filters in enumerate(sizes):
         block, final = f"block{i + 1}", i == len(sizes) - 1
+        # A dilation of T or more reads only padding beyond the centre tap: capping it at T is the
+        # same function, without convolving thousands of padding steps (TensorFlow pads the
+        # series to a multiple of the dilation).
+        dilation = min(2**i, steps)
         shortcut = x
         if x.shape[-1] != filters or final:
             shortcut = layers.Conv1D(filters, 1, name=f"{block}_shortcut")(x)
         h = layers.Activation("gelu", name=f"{block}_gelu1")(x)
-        h = layers.Conv1D(filters, kernel_size, padding="same", dilation_rate=2**i,
+        h = layers.Conv1D(filters, kernel_size, padding="same", dilation_rate=dilation,
                           name=f"{block}_conv1")(h)
         h = layers.Activation("gelu", name=f"{block}_gelu2")(h)
-        h = layers.Conv1D(filters, kernel_size, padding="same", dilation_rate=2**i,
+        h = layers.Conv1D(filters, kernel_size, padding="same", dilation_rate=dilation,
                           name=f"{block}_conv2")(h)
         x = layers.Add(name=f"{block}_add")([h, shortcut])
     x = layers.Dropout(dropout, name="dropout")(x)
