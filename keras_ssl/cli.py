@@ -54,14 +54,14 @@ PRETRAIN_OPTIONS = [
                                    "(default: sized to the data)", type=int, metavar="N")),
     ("--minutes", "minutes", _option("train for T minutes: the learning-rate schedule is fitted "
                                      "to the steps that fit", type=finite, metavar="T")),
-    ("--batch-size", "batch_size", _option("global batch (default 256, 32 for text)", type=int,
-                                           metavar="B")),
-    ("--learning-rate", "learning_rate", _option("peak AdamW learning rate, warm-up then cosine "
-                                                 "(default 2e-3)", type=finite, metavar="LR")),
+    ("--batch-size", "batch_size", _option("global batch (256; text 32)", type=int, metavar="B")),
+    ("--learning-rate", "learning_rate", _option("peak AdamW learning rate (2e-3), warm-up, "
+                                                 "cosine", type=finite, metavar="LR")),
     ("--encoder", "encoder", _option("backbone (default: by the data's shape)", metavar="NAME")),
     ("--width", "width", _option("channels of the encoder's first stage", type=int, metavar="W")),
-    ("--image-size", "image_size", _option("resize images to PX x PX when loading (folders of "
-                                           "mixed sizes)", type=int, metavar="PX")),
+    ("--encoder-weights", "encoder_weights", _option("weights file or preset folder", metavar="P")),
+    ("--image-size", "image_size", _option("resize images to PX x PX when loading", type=int,
+                                           metavar="PX")),
     ("--stream", "stream", _option("read image files batch by batch (auto: over 1 GiB decoded)",
                                    type=lambda v: {"auto": None, "on": True, "off": False}[v],
                                    metavar="auto|on|off")),

@@ -110,6 +110,7 @@ def pretrain(
     *,
     encoder: str | keras.Model | None = None,
     width: int | None = None,
+    encoder_weights=None,
     epochs: int | None = None,
     minutes: float | None = None,
     batch_size: int | None = None,
@@ -151,6 +152,8 @@ def pretrain(
             an already loaded `SSLData`.
         encoder: a registered encoder name or a built `keras.Model`; default by the data's shape
             (`keras_ssl.defaults`); `width` sizes a named one.
+        encoder_weights: start the named encoder from this file instead of random init (a
+            `.weights.h5` file; a keras.applications `.h5` or a keras-hub preset folder for those).
         epochs / minutes: how long to train (one of them; default: sized to the data).
         batch_size, learning_rate, seed: the global batch, the peak AdamW learning rate (warm-up
             then cosine decay), the seed of every random choice.
@@ -201,7 +204,8 @@ def pretrain(
         # The model first: its checks (an unknown encoder, images too small for a puzzle) say
         # more than the batch-size check below when both fail.
         model = build_model(method, data, encoder=encoder, width=width, seed=seed,
-                            method_options=method_options, online_probe=online_probe)
+                            method_options=method_options, online_probe=online_probe,
+                            encoder_weights=encoder_weights)
         steps = data_lib.steps_per_epoch(data.num_train, batch_size)
         if epochs is None:
             epochs = defaults.choose(data.input_shape, data.kind).epochs(data.num_train, steps)
@@ -404,7 +408,7 @@ def build_encoder(encoder, width, data, **options) -> keras.Model:
 
 
 def build_model(method, data, *, encoder=None, width=None, seed=0, method_options=None,
-                online_probe=False) -> keras.Model:
+                online_probe=False, encoder_weights=None) -> keras.Model:
     """The method `pretrain` trains, not compiled: the registered `method` with its preset,
     `method_options` over them, on `build_encoder(encoder, width, data)`."""
     cls, preset = get_method(method)
@@ -419,8 +423,15 @@ def build_model(method, data, *, encoder=None, width=None, seed=0, method_option
         options["augmenter"] = augment.simclr(
             data.input_shape[:2], strength=views.get("strength"),
             crop_scale=(float(views.get("min_crop_area", 0.08)), 1.0), seed=seed)
+    if encoder_weights is not None:
+        if isinstance(encoder, keras.Model):
+            raise KerasSSLError("encoder_weights loads into a named encoder; load them into a "
+                                "built one yourself (encoder.load_weights).")
+        options_weights = {"weights": encoder_weights}
+    else:
+        options_weights = {}
     backbone = build_encoder(encoder, width, data, default_encoder=cls.default_encoder,
-                             **cls.encoder_options)
+                             **cls.encoder_options, **options_weights)
     try:
         return cls.from_data(backbone, data, **options)
     except (TypeError, ValueError) as e:  # an option the method does not take

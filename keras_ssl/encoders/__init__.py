@@ -45,3 +45,8 @@ __all__ += ["ViT", "vit"]
 from keras_ssl.encoders import applications  # noqa: E402
 
 __all__ += ["applications"]
+
+# keras-hub backbones (hub_resnet18, hub_resnet50, hub_vit_tiny); keras-hub is imported on use.
+from keras_ssl.encoders import hub  # noqa: E402
+
+__all__ += ["hub"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import os
 from collections.abc import Callable
 
 import keras
@@ -55,6 +57,8 @@ def build(name: str, input_shape, width: int | None = None, *, kind: str | None 
 
     `kind` ("images", "vectors", "text", "series") says what the data are when the shape alone
     cannot (vectors and token ids are both rank 1); text encoders also take `vocab_size`.
+    `weights`: a file to start from instead of random init (what the encoder's builder reads, e.g.
+    a keras.applications `.h5` or a keras-hub preset folder; for the others a `.weights.h5` file).
     """
     key = str(name).lower()
     if key not in ENCODERS:
@@ -74,7 +78,32 @@ def build(name: str, input_shape, width: int | None = None, *, kind: str | None 
             f"{what.get(data_kind, 'inputs')} of shape {shape}. Use --encoder "
             f"{_SUGGEST.get(data_kind, 'for that kind of data')}."
         )
-    return entry.builder(shape, width=width, **options)
+    weights = options.pop("weights", None)
+    if weights is not None and "weights" in inspect.signature(entry.builder).parameters:
+        return entry.builder(shape, width=width, weights=weights, **options)
+    encoder = entry.builder(shape, width=width, **options)
+    if weights is not None:
+        load_weights(encoder, weights)
+    return encoder
 
 
-__all__ = ["ENCODERS", "INPUT_RANKS", "EncoderEntry", "build", "names", "register_encoder"]
+def load_weights(encoder: keras.Model, path) -> None:
+    """Load a `.weights.h5` file saved from an encoder of the same architecture into `encoder`."""
+    path = os.fspath(path)
+    if not os.path.isfile(path) or not path.endswith(".weights.h5"):
+        raise KerasSSLError(
+            f"Encoder weights {path!r} are not a .weights.h5 file. Pass one saved from the same "
+            "encoder (encoder.save_weights('encoder.weights.h5')), or no weights for random init."
+        )
+    try:
+        encoder.load_weights(path)
+    except (ValueError, OSError, KeyError) as err:
+        raise KerasSSLError(
+            f"{path} does not fit the {encoder.name} encoder ({encoder.count_params():,} "
+            f"parameters): {str(err).splitlines()[0]} Build the encoder it was saved from (the "
+            "same --encoder and --width)."
+        ) from err
+
+
+__all__ = ["ENCODERS", "INPUT_RANKS", "EncoderEntry", "build", "load_weights", "names",
+           "register_encoder"]
