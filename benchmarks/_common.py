@@ -254,13 +254,17 @@ def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
         print("| " + " | ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)) + " |")
 
 
-def write_json(path, payload: dict) -> None:
+def write_json(path, payload: dict, quiet: bool = False) -> None:
+    """Write `payload` to `path` atomically (a kill leaves the previous file whole)."""
     if not path:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    print(f"# wrote {path}")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    os.replace(partial, path)
+    if not quiet:
+        print(f"# wrote {path}")
 
 
 def slug(text: str) -> str:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import platform
 import shlex
@@ -96,9 +97,9 @@ def parse_args(argv=None):
     parser.add_argument("--reference", action="append", default=[], metavar="R",
                         help="an implementation to compare with, trained for the same minutes "
                         f"(repeatable): {', '.join(REFERENCES)}")
-    parser.add_argument("--minutes", type=float, required=True, metavar="T",
+    parser.add_argument("--minutes", type=budgets, required=True, metavar="T[,T...]",
                         help="wall-clock training budget of each method and of the supervised "
-                        "baseline, in minutes")
+                        "baseline, in minutes; several (1,3,10) run a budget sweep")
     parser.add_argument("--examples", type=int, default=10000, metavar="N",
                         help="training images (default 10000)")
     parser.add_argument("--eval-examples", type=int, default=10000, metavar="N",
@@ -139,7 +140,11 @@ def parse_args(argv=None):
                         help="as keras-ssl pretrain (auto: float32 on CPU)")
     parser.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
                         help="as keras-ssl pretrain (auto: on with a GPU, off on CPU)")
-    parser.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
+    parser.add_argument("--json", default=None, metavar="FILE",
+                        help="also write the results here, after every row")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows already in --json and train only the missing ones (a "
+                        "sweep spread over several runs, or one that was stopped)")
     parser.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2),
                         help="Keras progress output while training (0)")
     args = parser.parse_args(argv)
@@ -156,8 +161,9 @@ def parse_args(argv=None):
     unknown = sorted(set(args.reference) - set(REFERENCES))
     if unknown:
         parser.error(f"--reference {unknown[0]!r} is not one of {', '.join(REFERENCES)}.")
-    if not args.minutes > 0:
-        parser.error(f"--minutes must be positive, got {args.minutes:g}.")
+    if args.resume and not args.json:
+        parser.error("--resume reads and extends the --json file; give --json FILE.")
+    args.budgets, args.minutes = args.minutes, args.minutes[0]
     if args.width is not None and not args.encoder:
         parser.error("--width sizes the encoder named by --encoder; give --encoder too.")
     for name in ("examples", "eval_examples", "test_examples", "batch_size"):
@@ -489,6 +495,18 @@ def pytorch_rows(split: Split, args) -> list[dict]:
 REFERENCE_ROWS = {"kerasio": kerasio_rows, "pytorch_resnet18": pytorch_rows}
 
 
+def budgets(text: str) -> list[float]:
+    """`--minutes`: one budget or a comma-separated sweep, each a positive number of minutes."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of minutes (or 1,3,10)") from None
+    if not all(np.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"budgets must be positive minutes, got {text!r}")
+    return values
+
+
 def method_rows(args) -> list[tuple[str, str, dict]]:
     """(method, row label, options) of every --method: `--set` options, then the row's own."""
     rows = []
@@ -542,13 +560,24 @@ def report(row: dict) -> None:
           f"linear probe {row['linear_probe_accuracy']:.4f}", flush=True)
 
 
-def run(args) -> dict:
+def previous_rows(args, split) -> list[dict]:
+    """The rows of `--json` to keep with `--resume` (none otherwise); they must be of this data."""
+    path = Path(args.json) if args.json else None
+    if not (args.resume and path and path.exists()):
+        return []
+    previous = json.loads(path.read_text())
+    if previous.get("data") != split.describe():
+        raise KerasSSLError(f"{path} holds results on other data ({previous.get('data')}); "
+                            "give another --json file to start a new sweep.")
+    return previous["rows"]
+
+
+def run(args, info=None) -> dict:
     precision_name = precision.set_precision(args.precision)
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
     args.jit_compile = args.xla == "on" or (args.xla == "auto" and on_gpu)
     split = load_split(args)
     check_methods(args, split)
-    minutes = f"{args.minutes:g} min"
     print(f"# {split.name}: {len(split.x_train):,} training images {split.x_train.shape[1:]}, "
           f"{len(split.x_memory):,} labelled for the kNN memory / probe, {len(split.x_test):,} "
           f"test; {split.source}", flush=True)
@@ -556,55 +585,102 @@ def run(args) -> dict:
           f"{args.batch_size}, learning rate {args.learning_rate:g}, seed {args.seed}", flush=True)
     input_shape = split.x_train.shape[1:]
     steps = checkpoint.steps_per_epoch(len(split.x_train), args.batch_size)
+    rows = previous_rows(args, split)
+    done = {row["name"] for row in rows}
 
-    rows = []
-    print("# raw pixels", flush=True)
-    rows.append({"name": "raw pixels", "kind": "baseline",
-                 **score((pixels(split.x_memory), pixels(split.x_test)), split)})
-    report(rows[-1])
-    print("# random init", flush=True)
-    encoder = build_encoder(input_shape, args)
-    rows.append({"name": "random init", "kind": "baseline", "encoder": encoder.name,
-                 "parameters": encoder.count_params(), **score(Features(encoder), split)})
-    report(rows[-1])
-    del encoder
-    if not args.no_baselines:
-        print(f"# supervised ({minutes})", flush=True)
-        model = build_supervised(split, args, steps)
-        trained = train_for(model, split.x_train, split.y_train, args)
-        rows.append({"name": f"supervised ({minutes})", "kind": "baseline", **trained,
-                     **score(Features(model.encoder), split)})
-        report(rows[-1])
-        del model
-        gc.collect()
-    for name in args.reference:
-        print(f"# reference: {name} ({minutes})", flush=True)
-        rows.extend(REFERENCE_ROWS[name](split, args))
-        gc.collect()
-    for name, label, options in method_rows(args):
-        print(f"# {label} ({minutes})", flush=True)
-        cls = get_method(name)[0]
-        row = {"name": f"{label} ({minutes})", "kind": "method", "method": name,
-               "class": cls.__name__, "options": options}
-        try:
-            result = pretrain(
-                name, data_lib.SSLData(split.x_train, split.y_train, name=split.name),
-                encoder=args.encoder, width=args.width, minutes=args.minutes,
-                batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-                method_options=options, evaluate_scores=False, knn_every=0,
-                precision_policy=args.precision, xla=args.xla, verbose=args.verbose,
-                report=False)
-        except NonFiniteLossError as e:
-            print(f"# {name}: {e}", flush=True)
-            rows.append({**row, "error": str(e), "knn_accuracy": float("nan"),
-                         "linear_probe_accuracy": float("nan")})
-            continue
-        row.update(pretrain_stats(result))
-        rows.append({**row, **score(result.model, split)})
-        report(rows[-1])
-        del result
-        gc.collect()
+    def add(row, quiet=False):  # each row reaches --json as soon as it is scored
+        rows.append(row)
+        if not quiet:
+            report(row)
+        write_json(args.json, {"machine": info or {}, "args": vars(args),
+                               "data": split.describe(), "rows": rows}, quiet=True)
+
+    if "raw pixels" not in done:
+        print("# raw pixels", flush=True)
+        add({"name": "raw pixels", "kind": "baseline",
+             **score((pixels(split.x_memory), pixels(split.x_test)), split)})
+    if "random init" not in done:
+        print("# random init", flush=True)
+        encoder = build_encoder(input_shape, args)
+        add({"name": "random init", "kind": "baseline", "encoder": encoder.name,
+             "parameters": encoder.count_params(), **score(Features(encoder), split)})
+        del encoder
+    for budget in args.budgets:
+        args.minutes = budget  # what the training helpers read
+        minutes = f"{budget:g} min"
+        if not args.no_baselines and f"supervised ({minutes})" not in done:
+            print(f"# supervised ({minutes})", flush=True)
+            model = build_supervised(split, args, steps)
+            trained = train_for(model, split.x_train, split.y_train, args)
+            add({"name": f"supervised ({minutes})", "kind": "baseline", "minutes": args.minutes,
+                 **trained, **score(Features(model.encoder), split)})
+            del model
+            gc.collect()
+        for name in args.reference:
+            if any(row.get("reference") == name and row.get("minutes") == args.minutes
+                   for row in rows):
+                continue
+            print(f"# reference: {name} ({minutes})", flush=True)
+            for row in REFERENCE_ROWS[name](split, args):  # they report their own rows
+                add({**row, "reference": name, "minutes": args.minutes}, quiet=True)
+            gc.collect()
+        for name, label, options in method_rows(args):
+            if f"{label} ({minutes})" in done:
+                continue
+            print(f"# {label} ({minutes})", flush=True)
+            cls = get_method(name)[0]
+            row = {"name": f"{label} ({minutes})", "kind": "method", "method": name,
+                   "label": label, "minutes": args.minutes, "class": cls.__name__,
+                   "options": options}
+            try:
+                result = pretrain(
+                    name, data_lib.SSLData(split.x_train, split.y_train, name=split.name),
+                    encoder=args.encoder, width=args.width, minutes=args.minutes,
+                    batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+                    method_options=options, evaluate_scores=False, knn_every=0,
+                    precision_policy=args.precision, xla=args.xla, verbose=args.verbose,
+                    report=False)
+            except NonFiniteLossError as e:
+                print(f"# {name}: {e}", flush=True)
+                add({**row, "error": str(e), "knn_accuracy": float("nan"),
+                     "linear_probe_accuracy": float("nan")})
+                continue
+            row.update(pretrain_stats(result))
+            add({**row, **score(result.model, split)})
+            del result
+            gc.collect()
     return {"data": split.describe(), "rows": rows}
+
+
+# A method's cell is marked when its kNN gain over the random-init encoder is below this.
+MIN_GAIN = 0.02
+
+
+def sweep_table(rows, budgets) -> str:
+    """Markdown: a row per method, a column per budget, each cell kNN / probe and the kNN gain
+    over the random-init encoder; `*` marks a gain under 2 points."""
+    base = next(row for row in rows if row["name"] == "random init")
+    cells = {(row.get("label"), row.get("minutes")): row for row in rows if row.get("label")}
+    labels = list(dict.fromkeys(row["label"] for row in rows if row.get("label")))
+    header = ["method", *(f"{m:g} min: kNN / probe (gain)" for m in budgets)]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name in ("raw pixels", "random init"):
+        row = next(r for r in rows if r["name"] == name)
+        value = f"{row['knn_accuracy']:.3f} / {row['linear_probe_accuracy']:.3f}"
+        lines.append(f"| {name} | " + " | ".join([value] * len(budgets)) + " |")
+    for label in labels:
+        values = []
+        for m in budgets:
+            row = cells.get((label, m))
+            if row is None:
+                values.append("not run")
+                continue
+            gain = row["knn_accuracy"] - base["knn_accuracy"]
+            mark = " *" if not gain >= MIN_GAIN else ""
+            values.append(f"{row['knn_accuracy']:.3f} / {row['linear_probe_accuracy']:.3f} "
+                          f"({100 * gain:+.1f}){mark}")
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
 
 
 COLUMNS = [("name", "model", ""), ("knn_accuracy", "kNN", ".4f"),
@@ -621,7 +697,7 @@ def main(argv=None) -> int:
     print_machine(info)
     tf.get_logger().setLevel("ERROR")  # retracing notices of the evaluations' last partial batch
     try:
-        result = run(args)
+        result = run(args, info)
     except KerasSSLError as err:
         print(f"quality.py: error: {err}", file=sys.stderr)
         return 2
@@ -629,8 +705,11 @@ def main(argv=None) -> int:
     print(f"# {result['data']['name']}: {result['data']['train']:,} training images, kNN (k=200, "
           f"cosine, t=0.1) and linear probe on {result['data']['memory']:,} labelled training "
           f"images, scored on {result['data']['test']:,} test images; budget "
-          f"{args.minutes:g} min per trained row")
+          f"{', '.join(f'{m:g}' for m in args.budgets)} min per trained row")
     print_table(result["rows"], COLUMNS)
+    if len(args.budgets) > 1 or args.resume:
+        print()
+        print(sweep_table(result["rows"], args.budgets))
     for row in result["rows"]:
         if not row.get("probe_converged", True):
             print(f"# {row['name']}: the linear probe stopped at its iteration limit")

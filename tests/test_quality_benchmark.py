@@ -205,3 +205,32 @@ def test_a_set_option_the_method_does_not_take_is_refused_before_training(capsys
     assert "--set" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         quality.main(["--data", "digits", "--method", "simclr", "--set", "temperature", *TINY])
+
+
+def test_a_budget_sweep_resumes_where_it_stopped_and_marks_small_gains(tmp_path, capsys):
+    out = tmp_path / "sweep.json"
+    sweep = ["--data", "digits", *TINY, "--minutes", "0.02,0.03", "--no-baselines",
+             "--json", str(out), "--resume"]
+    assert quality.main([*sweep, "--method", "simclr"]) == 0
+    first = json.loads(out.read_text())["rows"]
+    assert [row["name"] for row in first] == ["raw pixels", "random init", "simclr (0.02 min)",
+                                             "simclr (0.03 min)"]
+    capsys.readouterr()
+    # Run again with one more method: the rows already there are kept, not trained again.
+    assert quality.main([*sweep, "--method", "simclr", "--method", "rotnet"]) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[:4] == first
+    assert [row["name"] for row in rows[4:]] == ["rotnet (0.02 min)", "rotnet (0.03 min)"]
+    assert "# simclr" not in printed and "# rotnet (0.02 min)" in printed
+    table = printed[printed.index("| method | 0.02 min"):]
+    gains = {row["label"]: [round(100 * (r["knn_accuracy"] - rows[1]["knn_accuracy"]), 1)
+                            for r in rows if r.get("label") == row["label"]]
+             for row in rows[2:]}
+    for label, values in gains.items():
+        line = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
+        assert line.count(" *") == sum(v < 2 for v in values), line
+    assert not list(tmp_path.glob("*.partial"))
+    # Results of other data are not mixed in.
+    assert quality.main([*sweep, "--method", "simclr", "--eval-examples", "64"]) == 2
+    assert "holds results on other data" in capsys.readouterr().err
