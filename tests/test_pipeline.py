@@ -35,8 +35,9 @@ def _arguments(method, sources):
     if "text" in cls.input_kinds:
         return dict(data=str(sources / "notes.txt"), batch_size=8, width=16, sequence_length=16,
                     vocab_size=200)
-    if "images" not in cls.input_kinds:  # the series methods
-        return dict(data=str(sources / "series.npz"), batch_size=16, encoder="resnet1d", width=4)
+    if "images" not in cls.input_kinds:  # the series methods, on their default encoder
+        return dict(data=str(sources / "series.npz"), batch_size=16,
+                    encoder=cls.default_encoder or "resnet1d", width=4)
     if method == "mae":  # its ViT
         return dict(data=str(sources / "images.npz"), batch_size=16)
     return dict(data=str(sources / "images.npz"), batch_size=16, encoder="convnet", width=4)
@@ -132,3 +133,6 @@ def test_a_short_run_of_a_slow_starting_method_is_warned_before_training(sources
                            evaluate_scores=False, verbose=0, report=False)
     assert keras_ssl.SimCLR.short_run_warning(3) is None
     assert keras_ssl.SimSiam.short_run_warning(999) and not keras_ssl.DINO.short_run_warning(1000)
+    assert "NNCLR learns slowly: in 1-minute runs on the digits (72 steps) its encoder ended " \
+        "below the random-init one" in keras_ssl.NNCLR.short_run_warning(150)
+    assert not keras_ssl.VICReg.short_run_warning(200) and keras_ssl.BarlowTwins.short_run_warning(299)

@@ -20,7 +20,9 @@ def tiny_method(name, seed=0):
         x = rng.integers(3, VOCAB, (BATCH, LENGTH)).astype("int32")
         return cls(encoder, VOCAB, seed=seed), x, None
     if "series" in cls.input_kinds and "images" not in cls.input_kinds:
-        encoder = encoders.ResNet1D((LENGTH, 2), width=4, blocks=1)
+        encoder = (encoders.DilatedConv1D((LENGTH, 2), width=4, depth=2)
+                   if cls.default_encoder == "dilated_conv1d" else
+                   encoders.ResNet1D((LENGTH, 2), width=4, blocks=1))
         x = rng.normal(size=(BATCH, LENGTH, 2)).astype("float32")
         return cls(encoder, seed=seed, **preset), x, None
     kwargs = dict(preset)

@@ -344,20 +344,22 @@ class SelfSupervisedModel(keras.Model):
     encoder_options: dict = {}
     default_encoder: str | None = None
 
-    # Runs planned shorter than this many steps get a warning before training: the methods
-    # without negatives (BYOL, SimSiam, DINO) ended below their random-init encoder in
-    # 100-180-step runs (docs/results.md, "CIFAR-10, the newer methods").
+    # Runs planned shorter than `short_run_steps` get a warning before training, saying what
+    # was measured (`short_run_evidence`, docs/results.md): BYOL, SimSiam and DINO ended below
+    # their random-init encoder in 100-180-step CIFAR-10 runs; NNCLR, VICReg and Barlow Twins in
+    # 70-step runs on the digits.
     short_run_steps: int = 0
+    short_run_evidence: str = "in 2.5-minute CIFAR-10 runs (100-180 steps)"
 
     @classmethod
     def short_run_warning(cls, steps: int) -> str | None:
         """The warning for a run of `steps` steps, or None when it is long enough."""
         if steps >= cls.short_run_steps:
             return None
-        return (f"{cls.__name__} learns slowly: in 2.5-minute CIFAR-10 runs (100-180 steps) its "
-                f"encoder ended below the random-init one (docs/results.md). This run plans "
-                f"{steps} steps, fewer than {cls.short_run_steps}: give it more time, or use "
-                "simclr, nnclr or vicreg for a short run.")
+        return (f"{cls.__name__} learns slowly: {cls.short_run_evidence} its encoder ended below "
+                f"the random-init one (docs/results.md). This run plans {steps} steps, fewer "
+                f"than {cls.short_run_steps}: give it more time, or use simclr or denoising for "
+                "a short run.")
 
     baseline_label: str = "baseline"
 
