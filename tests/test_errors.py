@@ -77,6 +77,7 @@ def _make_workspace(root: Path) -> Path:
     latin1 = "Caf\xe9 cr\xe8me " + " ".join(f"word{i}" for i in range(40)) + ". "
     (root / "latin1.txt").write_bytes(latin1.encode("latin-1") * 20)
     (root / "empty_version" / "3").mkdir(parents=True)
+    encoders.ConvNet((16, 16, 1), width=4).save_weights(root / "convnet4.weights.h5")
     keras.utils.set_random_seed(0)
     export.export_encoder(encoders.ConvNet((16, 16, 1), width=4), root / "exported")
     # A real checkpoint folder, of a run of another model.
@@ -257,6 +258,22 @@ CASES = [
     Case("embed-out-folder", "keras-ssl embed --out into a folder that does not exist",
          "does not exist", command="embed",
          cli=["{ws}/exported", "--data", "digits", "--out", "{ws}/no/such/folder/e.npz"]),
+    Case("encoder-weights", "encoder weights saved from another encoder",
+         "does not fit the convnet encoder",
+         api=lambda ws: encoders.build("convnet", (16, 16, 1), width=8,
+                                       weights=ws / "convnet4.weights.h5"),
+         cli=["--data", "{ws}/unlabelled.npz", "--encoder", "convnet", "--width", "8",
+              "--encoder-weights", "{ws}/convnet4.weights.h5"],
+         also="test_encoders_hub.py::test_pretrain_and_the_cli_start_a_named_encoder_from_its_weights"),
+    Case("encoder-weights-file", "encoder weights that are not a weights file",
+         "are not a .weights.h5 file",
+         api=lambda ws: encoders.build("convnet", (16, 16, 1), width=4, weights=ws / "a_file"),
+         cli=["--data", "{ws}/unlabelled.npz", "--encoder", "convnet", "--width", "4",
+              "--encoder-weights", "{ws}/a_file"]),
+    Case("ts2vec-encoder", "TS2Vec on an encoder without per-step features",
+         "--encoder dilated_conv1d",
+         api=lambda ws: keras_ssl.TS2Vec(encoders.ResNet1D((24, 1), width=4)),
+         also="test_ts2vec.py::test_ts2vec_trains_with_xla_exports_and_refuses_other_encoders"),
     Case("not-utf8", "a .txt file that is not UTF-8", "is not UTF-8",
          api=lambda ws: keras_ssl.data.text.load(ws / "latin1.txt", test_fraction=0),
          warns=True),

@@ -100,8 +100,8 @@ def load_weights(encoder: keras.Model, path) -> None:
     except (ValueError, OSError, KeyError) as err:
         raise KerasSSLError(
             f"{path} does not fit the {encoder.name} encoder ({encoder.count_params():,} "
-            f"parameters): {str(err).splitlines()[0]} Build the encoder it was saved from (the "
-            "same --encoder and --width)."
+            "parameters): its weights have other shapes. Build the encoder it was saved from "
+            "(the same --encoder and --width)."
         ) from err
 
 
