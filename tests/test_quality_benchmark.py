@@ -207,6 +207,7 @@ def test_a_set_option_the_method_does_not_take_is_refused_before_training(capsys
         quality.main(["--data", "digits", "--method", "simclr", "--set", "temperature", *TINY])
 
 
+@pytest.mark.slow
 def test_a_budget_sweep_resumes_where_it_stopped_and_marks_small_gains(tmp_path, capsys):
     out = tmp_path / "sweep.json"
     sweep = ["--data", "digits", *TINY, "--minutes", "0.02,0.03", "--no-baselines",
