@@ -53,9 +53,7 @@ def build_method(name, encoder, seed):
 
 def encoder_name(method):
     """The encoder a method trains: its own (TS2Vec's dilated convolutions) or `resnet1d`."""
-    if method in keras_ssl.METHODS:
-        return keras_ssl.METHODS[method][0].default_encoder or "resnet1d"
-    return "resnet1d"
+    return keras_ssl.METHODS[method][0].default_encoder or "resnet1d"
 
 
 def make_encoder(data, width, seed, name="resnet1d"):

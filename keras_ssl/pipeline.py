@@ -423,15 +423,12 @@ def build_model(method, data, *, encoder=None, width=None, seed=0, method_option
         options["augmenter"] = augment.simclr(
             data.input_shape[:2], strength=views.get("strength"),
             crop_scale=(float(views.get("min_crop_area", 0.08)), 1.0), seed=seed)
-    if encoder_weights is not None:
-        if isinstance(encoder, keras.Model):
-            raise KerasSSLError("encoder_weights loads into a named encoder; load them into a "
-                                "built one yourself (encoder.load_weights).")
-        options_weights = {"weights": encoder_weights}
-    else:
-        options_weights = {}
+    if encoder_weights is not None and isinstance(encoder, keras.Model):
+        raise KerasSSLError("encoder_weights loads into a named encoder; load them into a "
+                            "built one yourself (encoder.load_weights).")
+    weights = {} if encoder_weights is None else {"weights": encoder_weights}
     backbone = build_encoder(encoder, width, data, default_encoder=cls.default_encoder,
-                             **cls.encoder_options, **options_weights)
+                             **cls.encoder_options, **weights)
     try:
         return cls.from_data(backbone, data, **options)
     except (TypeError, ValueError) as e:  # an option the method does not take

@@ -28,7 +28,7 @@ import os
 import keras
 from keras import layers, ops
 
-from keras_ssl.encoders.registry import register_encoder
+from keras_ssl.encoders.registry import register_fixed_width
 from keras_ssl.errors import KerasSSLError
 
 # name -> (constructor, preprocessing mode, extra constructor arguments)
@@ -100,16 +100,6 @@ def application_encoder(name: str, input_shape, weights: str | None = None) -> k
     return keras.Model(inputs, backbone(x), name=name)
 
 
-def _builder(name):
-    def build(input_shape, width=None, weights=None):
-        if width is not None:
-            raise KerasSSLError(f"{name} has a fixed width; drop the width option.")
-        return application_encoder(name, input_shape, weights=weights)
-
-    return build
-
-
-for _name in APPLICATIONS:
-    register_encoder(_name, "images")(_builder(_name))
+register_fixed_width(APPLICATIONS, "images", application_encoder)
 
 __all__ = ["APPLICATIONS", "ApplicationInputs", "application_encoder"]

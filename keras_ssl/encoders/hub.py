@@ -27,7 +27,7 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
-from keras_ssl.encoders.registry import register_encoder
+from keras_ssl.encoders.registry import register_fixed_width
 from keras_ssl.errors import KerasSSLError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -137,16 +137,6 @@ def hub_encoder(name: str, input_shape, weights: str | os.PathLike | None = None
     return keras.Model(inputs, x, name=name)
 
 
-def _builder(name):
-    def build(input_shape, width=None, weights=None):
-        if width is not None:
-            raise KerasSSLError(f"{name} has a fixed width; drop the width option.")
-        return hub_encoder(name, input_shape, weights=weights)
-
-    return build
-
-
-for _name in BACKBONES:
-    register_encoder(_name, "images")(_builder(_name))
+register_fixed_width(BACKBONES, "images", hub_encoder)
 
 __all__ = ["BACKBONES", "HubInputs", "hub_encoder"]

@@ -46,6 +46,22 @@ def register_encoder(name: str, kind: str):
     return decorate
 
 
+def register_fixed_width(names, kind: str, build_named) -> None:
+    """Register `build_named(name, input_shape, weights=None)` under each of `names`: encoders of
+    a fixed size (keras.applications, keras-hub), which refuse a width."""
+
+    def builder(name):
+        def build(input_shape, width=None, weights=None):
+            if width is not None:
+                raise KerasSSLError(f"{name} has a fixed width; drop the width option.")
+            return build_named(name, input_shape, weights=weights)
+
+        return build
+
+    for name in names:
+        register_encoder(name, kind)(builder(name))
+
+
 def names(kind: str) -> list[str]:
     """The registered encoder names for inputs of `kind`."""
     return [name for name, entry in ENCODERS.items() if entry.kind == kind]
@@ -106,4 +122,4 @@ def load_weights(encoder: keras.Model, path) -> None:
 
 
 __all__ = ["ENCODERS", "INPUT_RANKS", "EncoderEntry", "build", "load_weights", "names",
-           "register_encoder"]
+           "register_encoder", "register_fixed_width"]
