@@ -8,6 +8,8 @@ probe on frozen features of held-out labelled images. Beside the methods, from t
 
 - `raw pixels`: the flattened images in [0, 1], no encoder at all;
 - `random init`: the encoder the methods start from (same architecture, same seed), untrained;
+  a method that trains an encoder of its own (MAE's `vit_tiny`) gets that encoder's random init
+  beside it as well, `random init (vit_tiny)`, and its gains are counted from there;
 - `supervised`: that encoder under a softmax layer, trained with labels and cross-entropy for the
   same minutes with the same optimizer (light views: random crop and flip), then scored the same
   way on its frozen features. `--no-baselines` skips it.
@@ -305,10 +307,22 @@ def load_cifar10(data_dir, cache_dir, test_examples: int = 10000, seed: int = 0)
 
 
 # ----- models ----------------------------------------------------------------------------------
-def build_encoder(input_shape, args) -> keras.Model:
-    """The encoder `keras_ssl.pretrain` builds, from the seed: every row starts from the same one."""
+def build_encoder(input_shape, args, name=None) -> keras.Model:
+    """The encoder `keras_ssl.pretrain` builds (`name`, else `--encoder` or the default for the
+    images), from the seed: every row starts from the same one."""
     keras.utils.set_random_seed(args.seed)
-    return build_encoder_as_pretrain(args.encoder, args.width, shape_only(input_shape))
+    return build_encoder_as_pretrain(name or args.encoder, args.width, shape_only(input_shape))
+
+
+def own_encoder(method: str, args) -> str | None:
+    """The encoder `method` trains when it is not the runs' shared one: its `default_encoder`
+    (MAE's ViT) when no `--encoder` is given; None for the shared one."""
+    return None if args.encoder else get_method(method)[0].default_encoder
+
+
+def baseline_name(encoder: str | None) -> str:
+    """The random-init row an encoder's methods are measured from."""
+    return "random init" if encoder is None else f"random init ({encoder})"
 
 
 def build_method(name: str, input_shape, args, total_steps: int):
@@ -605,6 +619,14 @@ def run(args, info=None) -> dict:
         add({"name": "random init", "kind": "baseline", "encoder": encoder.name,
              "parameters": encoder.count_params(), **score(Features(encoder), split)})
         del encoder
+    for name in dict.fromkeys(own_encoder(method, args) for method, _, _ in method_rows(args)):
+        if name is None or baseline_name(name) in done:
+            continue
+        print(f"# {baseline_name(name)}", flush=True)
+        encoder = build_encoder(input_shape, args, name)
+        add({"name": baseline_name(name), "kind": "baseline", "encoder": name,
+             "parameters": encoder.count_params(), **score(Features(encoder), split)})
+        del encoder
     for budget in args.budgets:
         args.minutes = budget  # what the training helpers read
         minutes = f"{budget:g} min"
@@ -631,7 +653,7 @@ def run(args, info=None) -> dict:
             cls = get_method(name)[0]
             row = {"name": f"{label} ({minutes})", "kind": "method", "method": name,
                    "label": label, "minutes": args.minutes, "class": cls.__name__,
-                   "options": options}
+                   "options": options, "baseline": baseline_name(own_encoder(name, args))}
             try:
                 result = pretrain(
                     name, data_lib.SSLData(split.x_train, split.y_train, name=split.name),
@@ -658,13 +680,13 @@ MIN_GAIN = 0.02
 
 def sweep_table(rows, budgets) -> str:
     """Markdown: a row per method, a column per budget, each cell kNN / probe and the kNN gain
-    over the random-init encoder; `*` marks a gain under 2 points."""
-    base = next(row for row in rows if row["name"] == "random init")
+    over its encoder's random init; `*` marks a gain under 2 points."""
+    baselines = {row["name"]: row for row in rows if row["name"].startswith("random init")}
     cells = {(row.get("label"), row.get("minutes")): row for row in rows if row.get("label")}
     labels = list(dict.fromkeys(row["label"] for row in rows if row.get("label")))
     header = ["method", *(f"{m:g} min: kNN / probe (gain)" for m in budgets)]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for name in ("raw pixels", "random init"):
+    for name in ("raw pixels", *baselines):
         row = next(r for r in rows if r["name"] == name)
         value = f"{row['knn_accuracy']:.3f} / {row['linear_probe_accuracy']:.3f}"
         lines.append(f"| {name} | " + " | ".join([value] * len(budgets)) + " |")
@@ -674,6 +696,11 @@ def sweep_table(rows, budgets) -> str:
             row = cells.get((label, m))
             if row is None:
                 values.append("not run")
+                continue
+            base = baselines.get(row.get("baseline", "random init"))
+            if base is None:  # a row from before its encoder's random init was scored
+                values.append(f"{row['knn_accuracy']:.3f} / {row['linear_probe_accuracy']:.3f} "
+                              f"(no {row['baseline']} row)")
                 continue
             gain = row["knn_accuracy"] - base["knn_accuracy"]
             mark = " *" if not gain >= MIN_GAIN else ""

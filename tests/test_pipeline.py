@@ -1,5 +1,7 @@
 """keras_ssl.pretrain: the pipeline the command line runs, as a library call."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -136,3 +138,20 @@ def test_a_short_run_of_a_slow_starting_method_is_warned_before_training(sources
     assert "NNCLR learns slowly: in 1-minute runs on the digits (72 steps) its encoder ended " \
         "below the random-init one" in keras_ssl.NNCLR.short_run_warning(150)
     assert not keras_ssl.VICReg.short_run_warning(200) and keras_ssl.BarlowTwins.short_run_warning(299)
+    assert "gained under 2 points" in keras_ssl.MoCo.short_run_warning(120)
+    assert not keras_ssl.MoCo.short_run_warning(300)
+    # One class, three registered names: only the masked autoencoder warns.
+    assert keras_ssl.AutoEncoder.short_run_warning(100, {"corruption": "noise"}) is None
+    assert keras_ssl.AutoEncoder.short_run_warning(100) is None
+    assert keras_ssl.AutoEncoder.short_run_warning(399, {"corruption": "mask"}).startswith(
+        "The masked autoencoder learns slowly: in 1- and 3-minute runs on the digits")
+
+
+def test_the_pipeline_warns_for_the_masked_autoencoder_not_the_denoising_one(sources):
+    with pytest.warns(UserWarning, match="The masked autoencoder learns slowly"):
+        keras_ssl.pretrain("masked", **_arguments("masked", sources), epochs=1, seed=0,
+                           knn_every=0, evaluate_scores=False, verbose=0, report=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        keras_ssl.pretrain("denoising", **_arguments("denoising", sources), epochs=1, seed=0,
+                           knn_every=0, evaluate_scores=False, verbose=0, report=False)

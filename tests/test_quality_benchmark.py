@@ -235,3 +235,27 @@ def test_a_budget_sweep_resumes_where_it_stopped_and_marks_small_gains(tmp_path,
     # Results of other data are not mixed in.
     assert quality.main([*sweep, "--method", "simclr", "--eval-examples", "64"]) == 2
     assert "holds results on other data" in capsys.readouterr().err
+
+
+def test_a_method_with_its_own_encoder_is_measured_from_that_encoders_random_init():
+    args = quality.parse_args(["--data", "digits", "--method", "mae", "--method", "simclr",
+                               "--minutes", "1"])
+    assert quality.own_encoder("mae", args) == "vit_tiny"
+    assert quality.own_encoder("simclr", args) is None
+    forced = quality.parse_args(["--data", "digits", "--method", "mae", "--minutes", "1",
+                                 "--encoder", "convnet"])
+    assert quality.own_encoder("mae", forced) is None  # --encoder: every row shares it
+    rows = [{"name": "raw pixels", "knn_accuracy": 0.9, "linear_probe_accuracy": 0.95},
+            {"name": "random init", "knn_accuracy": 0.80, "linear_probe_accuracy": 0.9},
+            {"name": "random init (vit_tiny)", "knn_accuracy": 0.30, "linear_probe_accuracy": 0.8},
+            {"name": "mae (1 min)", "label": "mae", "minutes": 1.0, "knn_accuracy": 0.40,
+             "linear_probe_accuracy": 0.85, "baseline": "random init (vit_tiny)"},
+            {"name": "simclr (1 min)", "label": "simclr", "minutes": 1.0, "knn_accuracy": 0.81,
+             "linear_probe_accuracy": 0.97, "baseline": "random init"}]
+    lines = quality.sweep_table(rows, [1.0]).splitlines()
+    line = {row.split(" | ")[0].strip("| "): row for row in lines}
+    assert "(+10.0)" in line["mae"] and " *" not in line["mae"]  # from the ViT's 0.30
+    assert "(+1.0) *" in line["simclr"]  # from the ConvNet's 0.80
+    assert "0.300 / 0.800" in line["random init (vit_tiny)"]
+    rows[3] = {**rows[3], "baseline": "random init (vit_small)"}
+    assert "no random init (vit_small) row" in quality.sweep_table(rows, [1.0])

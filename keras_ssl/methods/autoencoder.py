@@ -73,6 +73,16 @@ class AutoEncoder(SelfSupervisedModel):
 
     input_kinds = ("images", "vectors")
 
+    @classmethod
+    def short_run(cls, options):
+        """Only the masked variant warns: the plain and denoising ones gain from the first
+        minute; the masked one ended below or level with its random init on the digits."""
+        if options.get("corruption") != "mask":
+            return super().short_run(options)
+        return 400, "The masked autoencoder", (
+            "in 1- and 3-minute runs on the digits (101 and 292 steps) its encoder ended below or "
+            "level with the random-init one (2.7 points above at 379 steps on CIFAR-10)")
+
     def __init__(self, encoder, augmenter=None, *, decoder=None, corruption=None, noise_stddev=0.2,
                  mask_ratio=0.75, patch_size=None, seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)

@@ -44,7 +44,8 @@ class NNCLR(SupportQueueMixin, SelfSupervisedModel):
     input_kinds = ("images", "vectors")
     min_batch_size = 2
     short_run_steps = 200
-    short_run_evidence = "in 1-minute runs on the digits (72 steps)"
+    short_run_evidence = ("in 1-minute runs on the digits (72 steps) its encoder ended below "
+                          "the random-init one")
 
     def __init__(self, encoder, augmenter=None, *, projection_dim=128, hidden_dim=512,
                  temperature=0.1, queue_size=4096, seed=None, **kwargs):
