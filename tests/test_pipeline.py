@@ -135,11 +135,13 @@ def test_a_short_run_of_a_slow_starting_method_is_warned_before_training(sources
                            evaluate_scores=False, verbose=0, report=False)
     assert keras_ssl.SimCLR.short_run_warning(3) is None
     assert keras_ssl.SimSiam.short_run_warning(999) and not keras_ssl.DINO.short_run_warning(1000)
-    assert "NNCLR learns slowly: in 1-minute runs on the digits (72 steps) its encoder ended " \
-        "below the random-init one" in keras_ssl.NNCLR.short_run_warning(150)
-    assert not keras_ssl.VICReg.short_run_warning(200) and keras_ssl.BarlowTwins.short_run_warning(299)
+    assert "NNCLR learns slowly: in 1- and 3-minute runs on the digits (72 and 192 steps) its " \
+        "encoder ended below the random-init one" in keras_ssl.NNCLR.short_run_warning(300)
+    assert not keras_ssl.VICReg.short_run_warning(500) and keras_ssl.BarlowTwins.short_run_warning(499)
     assert "gained under 2 points" in keras_ssl.MoCo.short_run_warning(120)
     assert not keras_ssl.MoCo.short_run_warning(300)
+    assert "(249 steps)" in keras_ssl.MAE.short_run_warning(249)
+    assert not keras_ssl.MAE.short_run_warning(800)
     # One class, three registered names: only the masked autoencoder warns.
     assert keras_ssl.AutoEncoder.short_run_warning(100, {"corruption": "noise"}) is None
     assert keras_ssl.AutoEncoder.short_run_warning(100) is None

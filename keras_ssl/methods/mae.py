@@ -66,6 +66,9 @@ class MAE(SelfSupervisedModel):
     min_batch_size = 1
     # The encoder to build when none is given (a ViT: MAE drops patches from its input).
     default_encoder = "vit_tiny"
+    short_run_steps = 800
+    short_run_evidence = ("in 1-minute runs on the digits (249 steps) its ViT ended 24 points of "
+                          "kNN below its random init (29 points above it at 808 steps)")
 
     def __init__(self, encoder, augmenter=None, *, mask_ratio=0.75, decoder_dim=64,
                  decoder_depth=1, decoder_heads=2, norm_pix_loss=True, seed=None, **kwargs):

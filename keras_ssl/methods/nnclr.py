@@ -43,9 +43,10 @@ class NNCLR(SupportQueueMixin, SelfSupervisedModel):
 
     input_kinds = ("images", "vectors")
     min_batch_size = 2
-    short_run_steps = 200
-    short_run_evidence = ("in 1-minute runs on the digits (72 steps) its encoder ended below "
-                          "the random-init one")
+    short_run_steps = 500
+    short_run_evidence = ("in 1- and 3-minute runs on the digits (72 and 192 steps) its encoder "
+                          "ended below the random-init one, and 0.2 points above it in 296 steps "
+                          "on Fashion-MNIST")
 
     def __init__(self, encoder, augmenter=None, *, projection_dim=128, hidden_dim=512,
                  temperature=0.1, queue_size=4096, seed=None, **kwargs):

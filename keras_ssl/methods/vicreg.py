@@ -35,9 +35,10 @@ class VICReg(SelfSupervisedModel):
 
     input_kinds = ("images", "vectors")
     min_batch_size = 2
-    short_run_steps = 200
-    short_run_evidence = ("in 1-minute runs on the digits (70 steps) its encoder ended below "
-                          "the random-init one")
+    short_run_steps = 500
+    short_run_evidence = ("in 1- and 3-minute runs on the digits (70 and 212 steps) and 309 steps "
+                          "on Fashion-MNIST its encoder gained under 2 points of kNN over the "
+                          "random-init one")
 
     def __init__(self, encoder, augmenter=None, *, projection_dim=512, hidden_dim=512,
                  invariance=25.0, variance=25.0, covariance=1.0, seed=None, **kwargs):
