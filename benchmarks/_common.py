@@ -267,5 +267,15 @@ def write_json(path, payload: dict, quiet: bool = False) -> None:
         print(f"# wrote {path}")
 
 
+def method_row(spec: str, shared=()) -> tuple[str, str, dict]:
+    """`--method NAME[:KEY=VALUE,...]` -> (method, row label, options): the `shared` pairs (a
+    benchmark's `--set`), then the row's own; a bad pair raises `KerasSSLError`."""
+    from keras_ssl.pipeline import parse_method_options
+
+    name, _, own = spec.partition(":")
+    pairs = [*shared, *(pair for pair in own.split(",") if pair)]
+    return name, " ".join([name, *pairs]), parse_method_options(pairs)
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")

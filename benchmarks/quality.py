@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import _torch_reference
-from _common import REPO, machine, print_machine, print_table, write_json
+from _common import REPO, machine, method_row, print_machine, print_table, write_json
 from _kerasio_reference import KERAS_IO_BATCH_SIZE, KERAS_IO_MIN_SIZE, KerasIOSimCLR
 
 import keras  # isort: skip
@@ -523,12 +523,7 @@ def budgets(text: str) -> list[float]:
 
 def method_rows(args) -> list[tuple[str, str, dict]]:
     """(method, row label, options) of every --method: `--set` options, then the row's own."""
-    rows = []
-    for spec in args.method:
-        name, _, own = spec.partition(":")
-        pairs = [*args.set_options, *(p for p in own.split(",") if p)]
-        rows.append((name, " ".join([name, *pairs]), parse_method_options(pairs)))
-    return rows
+    return [method_row(spec, args.set_options) for spec in args.method]
 
 
 def check_methods(args, split: Split) -> None:

@@ -42,11 +42,11 @@ import time
 
 import keras
 import numpy as np
+from _common import method_row
 
 import keras_ssl
 from keras_ssl import augment, encoders, evaluate
 from keras_ssl.data import series, to_dataset
-from keras_ssl.pipeline import parse_method_options
 
 METHODS = ("simclr", "masked_steps", "forecast", "segment_order", "ts2vec")
 SETS = ("GunPoint", "ItalyPowerDemand", "ArrowHead")
@@ -56,16 +56,14 @@ VIEW_OPTIONS = set(inspect.signature(augment.series).parameters) - {"seed"}
 
 
 def parse_row(spec: str) -> tuple[str, str, dict]:
-    """`--method NAME[:KEY=VALUE,...]` -> (method, row label, options)."""
-    name, _, own = spec.partition(":")
-    if name not in METHODS:
-        raise argparse.ArgumentTypeError(f"unknown method {name!r}; choose from {METHODS}")
-    pairs = [pair for pair in own.split(",") if pair]
+    """`--method NAME[:KEY=VALUE,...]` -> (method, row label, options), for argparse."""
     try:
-        options = parse_method_options(pairs)
+        row = method_row(spec)
     except keras_ssl.KerasSSLError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-    return name, " ".join([name, *pairs]), options
+    if row[0] not in METHODS:
+        raise argparse.ArgumentTypeError(f"unknown method {row[0]!r}; choose from {METHODS}")
+    return row
 
 
 def build_method(name, encoder, seed, options=None):
@@ -214,6 +212,7 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump({name: rows for name, (_, rows) in results.items()}, f, indent=2)
     return results
+
 
 if __name__ == "__main__":
     main()
