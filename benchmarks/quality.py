@@ -128,9 +128,9 @@ def parse_args(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         dest="set_options",
                         help="a method argument over its default, for every --method (repeatable), "
-                        "e.g. --set temperature=0.5 --set grid=3; strength=S and "
-                        "min_crop_area=A make SimCLR's views with that colour strength and "
-                        "smallest crop")
+                        "e.g. --set temperature=0.5 --set grid=3; strength=S, "
+                        "min_crop_area=A and fused_color=false make SimCLR's views with that "
+                        "colour strength, smallest crop, or torchvision's jitter op by op")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="(0)")
     parser.add_argument("--supervised-augment", default="weak", choices=("weak", "none"),
                         help="views of the supervised baseline: weak (random crop of 50-100%% "

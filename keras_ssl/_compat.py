@@ -12,12 +12,16 @@ TensorFlow >= 2.21).
   (the public property returns its current value).
 - `traced_functions(function)`: the `tf.function`s a Keras step function closes over, read through
   closures (to check whether a step really compiled with XLA).
+- `in_xla_context()`: whether the ops being built will be compiled by XLA (TensorFlow's
+  `control_flow_util.GraphOrParentsInXlaContext`), so a layer picks the formulation that is fast
+  there.
 - `SelfSupervisedModel._maybe_symbolic_build` overrides Keras' private method of that name
   (`SYMBOLIC_BUILD`), to build models from the first replica's batch under a strategy.
 """
 
 from __future__ import annotations
 
+import tensorflow as tf
 from keras.src.losses.loss import scale_loss_for_distribution
 
 SYMBOLIC_BUILD = "_maybe_symbolic_build"
@@ -31,6 +35,23 @@ def all_layers(model) -> list:
 def in_multi_worker_mode(strategy) -> bool:
     """Whether `strategy` runs over several worker processes."""
     return bool(strategy.extended._in_multi_worker_mode())
+
+
+def in_xla_context() -> bool:
+    """Whether the ops being built will be compiled by XLA (a `jit_compile=True` function).
+
+    Some ops are fast in one world and slow in the other (XLA fuses elementwise chains that
+    TensorFlow runs as one pass over memory each); the layers pick their formulation with this.
+    """
+    if tf.executing_eagerly():
+        return False
+    try:
+        from tensorflow.python.ops import control_flow_util
+
+        graph = tf.compat.v1.get_default_graph()
+        return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
+    except (ImportError, AttributeError):  # without it, assume plain graphs (slower, not wrong)
+        return False
 
 
 def learning_rate_schedule(optimizer):

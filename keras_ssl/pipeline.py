@@ -50,9 +50,9 @@ TEXT_EVAL_PASSES = 4
 PLOT_POINTS = 2000
 # Held-out examples whose embeddings the collapse monitor follows (std, effective rank).
 COLLAPSE_EXAMPLES = 512
-# Method options that set the views rather than the method: augment.simclr's colour strength and
-# smallest crop area.
-VIEW_OPTIONS = ("strength", "min_crop_area")
+# Method options that set the views rather than the method: augment.simclr's colour strength,
+# smallest crop area and whether the jitter is one colour matrix per image.
+VIEW_OPTIONS = ("strength", "min_crop_area", "fused_color")
 SERVING_INPUTS = {"images": "images uint8", "vectors": "features float32",
                   "text": "text string", "series": "series float32"}
 
@@ -423,7 +423,8 @@ def build_model(method, data, *, encoder=None, width=None, seed=0, method_option
                                 f"holds {data.kind}.")
         options["augmenter"] = augment.simclr(
             data.input_shape[:2], strength=views.get("strength"),
-            crop_scale=(float(views.get("min_crop_area", 0.08)), 1.0), seed=seed)
+            crop_scale=(float(views.get("min_crop_area", 0.08)), 1.0),
+            fused_color=views.get("fused_color", True), seed=seed)
     if encoder_weights is not None and isinstance(encoder, keras.Model):
         raise KerasSSLError("encoder_weights loads into a named encoder; load them into a "
                             "built one yourself (encoder.load_weights).")

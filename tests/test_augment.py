@@ -274,6 +274,23 @@ def test_blur_matches_a_reflect_padded_gaussian_convolution(textured_images):
     np.testing.assert_allclose(wide.mean(axis=(1, 2)), images.mean(axis=(1, 2)), atol=0.05)
 
 
+def test_blur_leaves_out_only_the_taps_beyond_four_sigmas(textured_images):
+    # SimCLR's 23 taps at 224 px: for sigma up to 2, taps past 8 pixels hold under 2e-5 of the
+    # weight, so 17 are applied; the full kernel, in NumPy, differs by under 4e-5 per value.
+    assert GaussianBlur(23, sigma=(0.1, 2.0)).taps == (17, 17)
+    assert GaussianBlur(23, sigma=(0.1, 3.0)).taps == (23, 23)
+    assert GaussianBlur((9, 31), sigma=(0.1, 2.0)).taps == (9, 17)
+    images = textured_images(n=2, size=40, channels=3).astype("float32") / 255
+    out = GaussianBlur(23, sigma=2.0, p=1.0)(images).numpy()
+    radius = 11
+    kernel = np.exp(-np.arange(-radius, radius + 1) ** 2 / 8.0)
+    kernel /= kernel.sum()
+    padded = np.pad(images, [(0, 0), (radius, radius), (radius, radius), (0, 0)], "reflect")
+    rows = sum(w * padded[:, k:k + 40] for k, w in enumerate(kernel))
+    expected = sum(w * rows[:, :, k:k + 40] for k, w in enumerate(kernel))
+    assert 1e-7 < np.abs(out - expected).max() < 4e-5
+
+
 @pytest.mark.parametrize(
     "settings, expected",
     [

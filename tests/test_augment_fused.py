@@ -173,6 +173,8 @@ def test_compiled_views_equal_the_eager_ones_with_a_wide_blur_left_outside(textu
     images = textured_images(n=4, size=170, channels=3)[:, :20]
     eager = augment.simclr((16, 160), blur=True, seed=3)(images, training=True).numpy()
     aug = augment.simclr((16, 160), blur=True, seed=3)
+    # Three separately compiled runs: the crop with its flip, the colour, the blur outside XLA.
+    assert aug.stages() == [(0, 2, True), (2, 4, True), (4, 5, False)]
     graph = tf.function(lambda x: aug(x, training=True))(tf.constant(images)).numpy()
     np.testing.assert_allclose(graph, eager, atol=5e-5)
 

@@ -30,6 +30,19 @@ def test_in_multi_worker_mode_is_false_for_one_process():
     assert _compat.in_multi_worker_mode(strategy) is False
 
 
+def test_in_xla_context_only_inside_a_compiled_function():
+    seen = []
+
+    def probe(x):
+        seen.append(_compat.in_xla_context())
+        return x + 1
+
+    probe(tf.constant(1.0))
+    tf.function(probe)(tf.constant(1.0))
+    tf.function(probe, jit_compile=True)(tf.constant(1.0))
+    assert seen == [False, False, True]
+
+
 def test_learning_rate_schedule_is_the_schedule_object():
     schedule = WarmupCosine(1e-3, 100)
     optimizer = keras.optimizers.AdamW(learning_rate=schedule)

@@ -121,8 +121,9 @@ def test_set_options_reach_the_method_and_its_views(sources, capsys):
     model = keras_ssl.pipeline.build_model(
         "simclr", keras_ssl.data.load(str(sources / "images.npz")),
         method_options=keras_ssl.pipeline.parse_method_options(
-            ["temperature=0.3", "min_crop_area=0.2"]))
+            ["temperature=0.3", "min_crop_area=0.2", "fused_color=false"]))
     assert model.temperature == 0.3 and model.augmenter.augmentations[0].scale == (0.2, 1.0)
+    assert model.augmenter.augmentations[2].fused is False
     assert main(["pretrain", "--data", str(sources / "images.npz"), "--set", "grid=3",
                  "--epochs", "0", "--verbose", "0"]) == 2
     assert "--method simclr" in capsys.readouterr().err

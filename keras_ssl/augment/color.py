@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ssl import images as images_lib
+from keras_ssl._compat import in_xla_context
 from keras_ssl.augment.base import ImageAugmentation, check_range
-from keras_ssl.augment.crop import in_xla_context
 from keras_ssl.errors import KerasSSLError
 
 # ITU-R 601 luma, as torchvision's rgb_to_grayscale (and PIL's "L" mode): keras_ssl's one constant.

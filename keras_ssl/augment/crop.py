@@ -76,22 +76,6 @@ def resample(images, row_matrix, col_matrix) -> tf.Tensor:
     return tf.clip_by_value(tf.einsum("njw,niwc->nijc", col_matrix, x), 0.0, 1.0)
 
 
-def in_xla_context() -> bool:
-    """Whether the ops being built will be compiled by XLA (a `jit_compile=True` function).
-
-    Some ops are fast in one world and slow in the other (XLA fuses elementwise chains that
-    TensorFlow runs as one pass over memory each); the layers pick their formulation with this.
-    """
-    try:
-        from tensorflow.python.ops import control_flow_util
-
-        if tf.executing_eagerly():
-            return False
-        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
-    except (ImportError, AttributeError):  # a private helper: without it, assume plain graphs
-        return False
-
-
 def draw_parameters(layer: ImageAugmentation, images):
     """(apply [N] bool, draws [N, draws_per_image]) of one call of `layer` on `images`.
 

@@ -7,13 +7,16 @@ the deterministic image the encoder sees at inference.
 
 from __future__ import annotations
 
+import itertools
+
 import keras
 import tensorflow as tf
 
+from keras_ssl._compat import in_xla_context
 from keras_ssl.augment.base import ImageAugmentation, to_float_images, validate_images
 from keras_ssl.augment.blur import MAX_SHIFTED_TAPS, GaussianBlur
 from keras_ssl.augment.color import ColorJitter, RandomGrayscale, apply_color_matrix
-from keras_ssl.augment.crop import RandomResizedCrop, draw_parameters, in_xla_context
+from keras_ssl.augment.crop import RandomResizedCrop, draw_parameters
 from keras_ssl.augment.flip import RandomFlip
 from keras_ssl.augment.pipeline import Augmenter
 from keras_ssl.augment.vector import FeatureMask, FeatureNoise
@@ -89,16 +92,35 @@ class FusedAugmenter(Augmenter):
             if self._compiled.function is None:
                 self._compiled.function = tf.function(self.views, jit_compile=True,
                                                       autograph=False)
-            # A blur with a kernel wider than XLA's shifted sums take (over 15 taps: images from
-            # about 150 px) runs outside, as a depthwise convolution of the blurred images only.
-            split = next((i for i, layer in enumerate(self.augmentations)
-                          if type(layer) is GaussianBlur
-                          and max(layer.kernel_size) > MAX_SHIFTED_TAPS), None)
-            if split is None:
-                return self._compiled.function(inputs, params)
-            x = inputs if split == 0 else self._compiled.function(inputs, params, 0, split)
-            return self.views(x, params, split)
+            x = inputs
+            for start, stop, compiled in self.stages():
+                run = self._compiled.function if compiled else self.views
+                x = run(x, params, start, stop)
+            return x
         return self.views(inputs, params)
+
+    def stages(self):
+        """`(start, stop, compiled)` runs of layers that `call` compiles as separate functions.
+
+        A crop (with the flips folded into it) is a stage of its own: XLA on a CPU fuses what
+        reads the crop's output (the contrast mean, every channel of a colour matrix, the blur's
+        shifted copies) with the crop and so computes each cropped pixel again for every reader;
+        a stage boundary keeps the cropped batch in memory once. A blur with a kernel wider than
+        XLA's shifted sums take (over 15 taps: images from about 150 px) is not compiled: it runs
+        as a depthwise convolution of the blurred images only. Measured: docs/performance.md.
+        """
+        layers, cuts, wide = self.augmentations, {0, len(self.augmentations)}, set()
+        for i, layer in enumerate(layers):
+            if type(layer) is RandomResizedCrop:
+                end = i + 1
+                while end < len(layers) and type(layers[end]) is RandomFlip:
+                    end += 1
+                cuts |= {i, end}
+            elif type(layer) is GaussianBlur and max(layer.taps) > MAX_SHIFTED_TAPS:
+                cuts |= {i, i + 1}
+                wide.add(i)
+        cuts = sorted(cuts)
+        return [(start, stop, start not in wide) for start, stop in itertools.pairwise(cuts)]
 
     def draw(self, inputs):
         """Per layer, the (apply, draws) its own call would draw; (None, None) where it draws
@@ -185,7 +207,8 @@ def _blur(height, width, blur, seed):
 
 
 def simclr(image_size, strength: float | None = None, blur: bool | None = None,
-           crop_scale=(0.08, 1.0), seed: int | None = None) -> Augmenter:
+           crop_scale=(0.08, 1.0), fused_color: bool = True,
+           seed: int | None = None) -> Augmenter:
     """SimCLR's views (Chen et al. 2020, appendix A).
 
     Random resized crop (area 8-100%, aspect 3/4-4/3) to `image_size`, horizontal flip (p=0.5),
@@ -201,6 +224,8 @@ def simclr(image_size, strength: float | None = None, blur: bool | None = None,
         blur: use the blur; `None`: only for images of 64 pixels or more (SimCLR leaves it out
             on CIFAR-10).
         crop_scale: (low, high) area of the random crop as a fraction of the image's.
+        fused_color: the jitter as one colour matrix per image (`False`: torchvision's ops one
+            by one, each clipped, HSV hue; slower, for comparison).
         seed: integer seed.
 
     Example:
@@ -221,8 +246,8 @@ def simclr(image_size, strength: float | None = None, blur: bool | None = None,
             RandomResizedCrop(height, width, scale=crop_scale, ratio=(3 / 4, 4 / 3),
                               seed=next(seeds)),
             RandomFlip(p=0.5, seed=next(seeds)),
-            ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, min(0.2 * s, 0.5), p=0.8, fused=True,
-                        seed=next(seeds)),
+            ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, min(0.2 * s, 0.5), p=0.8,
+                        fused=bool(fused_color), seed=next(seeds)),
             RandomGrayscale(p=0.2, seed=next(seeds)),
             *_blur(height, width, blur, next(seeds)),
         ]
