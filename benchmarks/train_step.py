@@ -17,14 +17,18 @@ matmul peak measured at the start of the same run.
 SimCLR on the same 4-conv encoder and projection head, and a PyTorch SimCLR step against
 keras_ssl's SimCLR on the same 4-conv encoder and on the same ResNet-18 (small-image stem), all at
 32 px RGB. PyTorch runs in a process of its own (`benchmarks/_torch_reference.py`, no TensorFlow
-loaded beside it) on two views that are already made; it needs `pip install torch` (the CPU
-build) and is skipped, with a note, without it or with `--no-torch`.
+loaded beside it) on two views that are already made; lightly's own SimCLR (its ResNet-18, head,
+loss and `SimCLRTransform` views in a `DataLoader`, `benchmarks/_lightly_reference.py`) runs end
+to end beside keras_ssl's ResNet-18 step through its input pipeline. They need torch (and
+lightly) in this interpreter or in the one `--torch-python` names, and are skipped, with a note,
+without them or with `--no-torch`.
 
     python benchmarks/train_step.py                                  # every method, batch 256
     python benchmarks/train_step.py --suite references --json results/references.json
     python benchmarks/train_step.py --methods simclr,rotnet --batch-size 128 --steps 5
     python benchmarks/train_step.py --quick                          # seconds: checks it runs
     python benchmarks/train_step.py --suite references --quick --no-resnet
+    python benchmarks/train_step.py --suite references --torch-python /path/to/venv/bin/python
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ import sys
 import time
 from pathlib import Path
 
-import _torch_reference
 from _common import (
     best_time,
     fill_defaults,
@@ -97,7 +100,11 @@ def parse_args(argv=None):
                         "batch 256 on 2 CPU cores; --quick: 1)")
     parser.add_argument("--xla", default="both", choices=("both", "on", "off"),
                         help="time keras_ssl's steps with jit_compile=True, False or both (both)")
-    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch references")
+    parser.add_argument("--no-torch", action="store_true",
+                        help="skip the PyTorch and lightly references")
+    parser.add_argument("--torch-python", default=sys.executable, metavar="PYTHON",
+                        help="the interpreter that runs the PyTorch and lightly references "
+                        "(default: this one; it needs torch, and lightly for lightly's row)")
     parser.add_argument("--no-resnet", action="store_true",
                         help="skip the ResNet-18 references (the slow part of --suite references)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
@@ -208,26 +215,45 @@ def methods_suite(args, peak):
 
 
 # ----- PyTorch references ---------------------------------------------------------------------
+def has_modules(python, names) -> bool:
+    """Whether the interpreter `python` can import every module in `names`."""
+    check = ("import importlib.util as u, sys; "
+             f"sys.exit(not all(u.find_spec(n) for n in {list(names)!r}))")
+    try:
+        return subprocess.run([python, "-c", check], capture_output=True).returncode == 0
+    except OSError:  # no such interpreter
+        return False
+
+
 def torch_in_subprocess(kind, args, steps, warmup, notes):
-    """`_torch_reference.py` in a fresh process (PyTorch alone, with its own matmul peak): its
-    row, or None (with the reason in `notes`) when skipped or failed."""
+    """A reference in a fresh process of `--torch-python` (PyTorch alone, with its own matmul
+    peak): `kind` "kerasio" or "resnet18" (`_torch_reference.py`, views ready) or "lightly"
+    (`_lightly_reference.py`, end to end); its row, or None (with the reason in `notes`) when
+    skipped or failed."""
+    key = "lightly" if kind == "lightly" else "pytorch"
+    needs = ("torch", "lightly") if kind == "lightly" else ("torch",)
     if args.no_torch:
-        notes["pytorch"] = "skipped (--no-torch)"
+        notes[key] = "skipped (--no-torch)"
         return None
-    if not _torch_reference.available():
-        notes["pytorch"] = "skipped: torch is not installed (pip install torch, the CPU build)"
-        print(f"# PyTorch {kind}: {notes['pytorch']}", flush=True)
+    if not has_modules(args.torch_python, needs):
+        notes[key] = (f"skipped: {' and '.join(needs)} not installed for {args.torch_python} "
+                      f"(pip install {' '.join(needs)}, or --torch-python)")
+        print(f"# {key} {kind}: {notes[key]}", flush=True)
         return None
-    command = [sys.executable, str(Path(__file__).with_name("_torch_reference.py")), kind,
+    script = "_lightly_reference.py" if kind == "lightly" else "_torch_reference.py"
+    command = [args.torch_python, str(Path(__file__).with_name(script)),
+               *([] if kind == "lightly" else [kind]),
                "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
                "--steps", str(steps), "--warmup", str(warmup)]
+    if kind == "lightly":
+        command += ["--examples", str(args.examples)]
     result = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     if result.returncode or not lines:
-        notes["pytorch"] = f"{kind} failed (exit {result.returncode})"
-        print(f"# PyTorch {kind} failed:\n{result.stderr[-2000:]}", flush=True)
+        notes[key] = f"{kind} failed (exit {result.returncode})"
+        print(f"# {key} {kind} failed:\n{result.stderr[-2000:]}", flush=True)
         return None
-    notes.setdefault("pytorch", "measured")
+    notes.setdefault(key, "measured")
     return json.loads(lines[-1][len("RESULT "):])
 
 
@@ -270,8 +296,10 @@ def references_suite(args, peak, notes):
     for jit in xla_modes(args):
         keras.utils.set_random_seed(0)
         model = keras_ssl.SimCLR(encoders.ResNet(18, shape, small_images=True), seed=0)
-        row = measure_keras(model, x, None, args, jit, steps=args.resnet_steps, pipeline=False,
-                            optimizer=keras.optimizers.Adam())
+        # End to end through the input pipeline too without XLA (the CPU default), beside
+        # lightly's DataLoader.
+        row = measure_keras(model, x, None, args, jit, steps=args.resnet_steps,
+                            pipeline=not jit, optimizer=keras.optimizers.Adam())
         row["augment_ms"] = augmentation_ms(model, x, args, jit)
         add(row, key=f"keras_ssl_resnet18_xla_{'on' if jit else 'off'}",
             run=f"keras_ssl SimCLR, ResNet-18 small stem, XLA {'on' if jit else 'off'}",
@@ -280,6 +308,11 @@ def references_suite(args, peak, notes):
     if row:
         add(row, key="pytorch_resnet18", run="PyTorch SimCLR step, ResNet-18 small stem "
             "(views ready)", encoder="ResNet-18", framework="PyTorch")
+    row = torch_in_subprocess("lightly", args, args.resnet_steps, 1, notes)
+    if row:
+        row["pipeline_img_per_s"] = row["img_per_s"]
+        add(row, key="lightly_resnet18", run="lightly SimCLR, ResNet-18, DataLoader of "
+            "SimCLRTransform views (end to end)", encoder="ResNet-18", framework="lightly")
     return rows, encoder_parameters
 
 
@@ -312,9 +345,11 @@ def main(argv=None):
               f"{parameters:,} parameters; the example's is {KERAS_IO_PARAMETERS:,} at 32 px); "
               f"peak {peak:.0f} GFLOP/s:\n")
         print_table(rows, [("run", "run", ""), *columns_common,
-                           ("augment_ms", "2 views alone, ms", ".1f")])
-        if result.get("pytorch", "measured") != "measured":
-            print(f"\nPyTorch: {result['pytorch']}")
+                           ("augment_ms", "2 views alone, ms", ".1f"),
+                           ("pipeline_img_per_s", "end to end img/s", ",.1f")])
+        for key in ("pytorch", "lightly"):
+            if result.get(key, "measured") != "measured":
+                print(f"\n{key}: {result[key]}")
     write_json(args.json, result)
     return 0
 

@@ -280,15 +280,24 @@ def test_blur_leaves_out_only_the_taps_beyond_four_sigmas(textured_images):
     assert GaussianBlur(23, sigma=(0.1, 2.0)).taps == (17, 17)
     assert GaussianBlur(23, sigma=(0.1, 3.0)).taps == (23, 23)
     assert GaussianBlur((9, 31), sigma=(0.1, 2.0)).taps == (9, 17)
-    images = textured_images(n=2, size=40, channels=3).astype("float32") / 255
-    out = GaussianBlur(23, sigma=2.0, p=1.0)(images).numpy()
+    # Outside XLA the images whose sigma is under 1 get 9 taps: within 4 of their sigmas too.
+    images = textured_images(n=6, size=40, channels=3).astype("float32") / 255
+    sigma = np.array([0.3, 0.7, 1.0, 1.2, 1.6, 2.0], "float32")
+    out = GaussianBlur(23, sigma=(0.1, 2.0))._depthwise(
+        tf.constant(images), tf.constant([True] * 5 + [False]), tf.constant(sigma)).numpy()
     radius = 11
-    kernel = np.exp(-np.arange(-radius, radius + 1) ** 2 / 8.0)
-    kernel /= kernel.sum()
     padded = np.pad(images, [(0, 0), (radius, radius), (radius, radius), (0, 0)], "reflect")
-    rows = sum(w * padded[:, k:k + 40] for k, w in enumerate(kernel))
-    expected = sum(w * rows[:, :, k:k + 40] for k, w in enumerate(kernel))
-    assert 1e-7 < np.abs(out - expected).max() < 4e-5
+    for i in range(5):
+        kernel = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma[i] ** 2))
+        kernel /= kernel.sum()
+        rows = sum(w * padded[i, k:k + 40] for k, w in enumerate(kernel))
+        expected = sum(w * rows[:, k:k + 40] for k, w in enumerate(kernel))
+        assert np.abs(out[i] - expected).max() < 4e-5, i
+    np.testing.assert_array_equal(out[5], images[5])
+    # A batch where no image drew the blur (1 in 16 for 4 images at p=0.5) passes unchanged.
+    none = GaussianBlur(23, sigma=(0.1, 2.0))._depthwise(
+        tf.constant(images), tf.zeros([6], tf.bool), tf.constant(sigma)).numpy()
+    np.testing.assert_array_equal(none, images)
 
 
 @pytest.mark.parametrize(

@@ -123,13 +123,18 @@ def test_references_compare_the_keras_io_example_with_keras_ssl_on_its_encoder(t
     assert result["pytorch"] == "skipped (--no-torch)"
 
 
-def test_without_torch_the_pytorch_reference_is_skipped_with_a_note(monkeypatch, capsys):
-    monkeypatch.setattr(_torch_reference, "available", lambda: False)
-    args = train_step.parse_args(["--suite", "references", "--quick"])
+def test_without_torch_or_lightly_the_references_are_skipped_with_a_note(capsys):
+    assert train_step.has_modules(sys.executable, ["json", "tensorflow"])
+    assert not train_step.has_modules(sys.executable, ["json", "no_module_by_this_name"])
+    args = train_step.parse_args(["--suite", "references", "--quick",
+                                  "--torch-python", sys.executable])
+    args.torch_python = str(REPO / "no-python-here")  # an interpreter that cannot run
     notes = {}
     assert train_step.torch_in_subprocess("kerasio", args, 1, 0, notes) is None
-    assert notes["pytorch"].startswith("skipped: torch is not installed")
-    assert "torch is not installed" in capsys.readouterr().out
+    assert train_step.torch_in_subprocess("lightly", args, 1, 0, notes) is None
+    assert notes["pytorch"].startswith("skipped: torch not installed for ")
+    assert notes["lightly"].startswith("skipped: torch and lightly not installed for ")
+    assert "pip install torch lightly, or --torch-python" in capsys.readouterr().out
 
 
 @needs_torch
@@ -175,7 +180,10 @@ def test_references_quick_compare_keras_ssl_and_pytorch_on_the_same_encoders(tmp
     if _torch_reference.available():
         expected[3:3] = ["pytorch_kerasio"]
         expected.append("pytorch_resnet18")
+    if train_step.has_modules(sys.executable, ["torch", "lightly"]):
+        expected.append("lightly_resnet18")
     assert list(rows) == expected
+    assert _positive(rows["keras_ssl_resnet18_xla_off"]["pipeline_img_per_s"])
     for row in rows.values():
         assert _positive(row["img_per_s"]) and _positive(row["gflop_per_step"]), row
     assert rows["keras_ssl_kerasio_xla_on"]["xla_compiled"] is True

@@ -154,13 +154,31 @@ class GaussianBlur(ImageAugmentation):
         return tf.clip_by_value(x, 0.0, 1.0)
 
     def _depthwise(self, images, apply, sigma):
-        """Outside XLA: only the blurred images, as channels of one depthwise convolution."""
+        """Outside XLA: only the blurred images, as channels of depthwise convolutions, in two
+        groups: those whose sigma is under half the widest get a kernel half as wide (all the
+        taps within `TAIL_SIGMAS` of their sigma), the others `taps`."""
+        narrow_sigma = 0.5 * self.sigma[1]
+        narrow = tuple(min(k, 2 * math.ceil(TAIL_SIGMAS * narrow_sigma) + 1) for k in self.taps)
+        if narrow == self.taps:
+            return self._depthwise_group(images, apply, sigma, self.taps)
+        x = self._depthwise_group(images, apply & (sigma <= narrow_sigma), sigma, narrow)
+        return self._depthwise_group(x, apply & (sigma > narrow_sigma), sigma, self.taps)
+
+    @staticmethod
+    def _depthwise_group(images, apply, sigma, taps):
+        # A convolution of no channels is an error: a group nobody drew is left as it is.
+        return tf.cond(tf.reduce_any(apply),
+                       lambda: GaussianBlur._depthwise_blur(images, apply, sigma, taps),
+                       lambda: images)
+
+    @staticmethod
+    def _depthwise_blur(images, apply, sigma, taps):
         index = tf.where(apply)[:, 0]
         chosen, chosen_sigma = tf.gather(images, index), tf.gather(sigma, index)
         h, w, c = images.shape[1], images.shape[2], images.shape[3]
         n = tf.shape(chosen)[0]
         x = tf.reshape(tf.transpose(chosen, [1, 2, 0, 3]), [1, h, w, n * c])
-        for axis, kernel_size in zip((1, 2), self.taps, strict=True):
+        for axis, kernel_size in zip((1, 2), taps, strict=True):
             radius = kernel_size // 2
             pad = [[0, 0]] * 4
             pad[axis] = [radius, radius]

@@ -56,8 +56,9 @@ class FusedAugmenter(Augmenter):
       (or the identity) per image;
     - other augmentation layers get the float32 [0, 1] batch without a second check and clip;
     - in a graph that XLA does not compile (a train step with `jit_compile=False`), the views
-      compile on their own with XLA (`compile_views`), which fuses the elementwise work into a
-      few loops over the pixels. Measured on 2 CPU cores: docs/performance.md.
+      compile on their own with XLA (`compile_views`), in stages (`stages()`), which fuses the
+      elementwise work into a few loops over the pixels. Measured on 2 CPU cores:
+      docs/performance.md.
 
     With `training=False` it is `Augmenter` (each layer's deterministic path).
 
