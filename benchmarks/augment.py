@@ -26,12 +26,14 @@ step (XLA off, the CPU default; both views made inside it) against the two views
 
     python benchmarks/augment.py                      # 32, 96 and 224 px, batch 256
     python benchmarks/augment.py --uncompiled --step-share --json results/augment.json
+    python benchmarks/augment.py --image-sizes 96,224 --stages   # where the time goes
     python benchmarks/augment.py --image-sizes 32 --batch-size 512
     python benchmarks/augment.py --quick              # seconds: tiny sizes, to check it runs
 
 Each JSON row has `key` (`recipe`, `recipe_ops`, `recipe_xla`, `map`), `size`,
 `views_per_s`, `cpu_ms_per_1000`, and `speedup` / `cpu_speedup` against the map of the same size;
-`share` rows have `step_ms`, `views_ms` and `share`.
+`stages` rows have `stage`, `compiled` and `cpu_ms_per_1000`; `share` rows have `step_ms`, `views_ms`
+and `share`.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def parse_args(argv=None):
                         help="images per batch (256; --quick: 16)")
     parser.add_argument("--uncompiled", action="store_true",
                         help="also time the recipe in a plain graph with compile_views=False")
+    parser.add_argument("--stages", action="store_true",
+                        help="also time each stage the recipe compiles separately "
+                        "(FusedAugmenter.stages: the crop and its flip, the colour, a wide blur)")
     parser.add_argument("--step-share", action="store_true",
                         help="also time a ResNet-18 SimCLR step and the views' share of it")
     parser.add_argument("--share-batch", type=int, default=None,
@@ -233,6 +238,34 @@ def measure(size, args) -> list[dict]:
     return rows
 
 
+def stage_times(size, args) -> list[dict]:
+    """CPU time of each stage of the recipe as its `call` runs them outside XLA: each compiled
+    stage alone with XLA, a wide blur as TensorFlow ops, on the previous stage's output."""
+    x = np.random.default_rng(0).integers(0, 256, (args.batch_size, size, size, args.channels),
+                                          np.uint8)
+    recipe = augment.simclr(size, seed=0)
+    params = recipe.draw(tf.constant(x))
+    ways = {True: tf.function(recipe.views, jit_compile=True, autograph=False),
+            False: tf.function(recipe.views, autograph=False)}
+    batches = args.batches if args.quick else max(3, round(args.batches * 32 / size))
+    rows, inputs = [], tf.constant(x)
+    for start, stop, compiled in recipe.stages():
+        fn = ways[compiled]
+        outputs = fn(inputs, params, start, stop)
+        outputs.numpy()  # warm-up: traces and compiles
+
+        def run(i=inputs, a=start, b=stop, f=fn):
+            return f(i, params, a, b).numpy()
+
+        cpu = np.median([time_batches(run, batches)[1] for _ in range(args.repeats)])
+        layers = recipe.augmentations[start:stop]
+        rows.append({"size": size, "stage": " + ".join(type(layer).__name__ for layer in layers),
+                     "compiled": "XLA" if compiled else "TensorFlow ops",
+                     "cpu_ms_per_1000": 1e6 * float(cpu) / (batches * args.batch_size)})
+        inputs = outputs
+    return rows
+
+
 def step_share(size, args) -> dict:
     """The views' share of a ResNet-18 SimCLR step (XLA off) at `size` px."""
     import keras
@@ -271,6 +304,14 @@ def main(argv=None):
                        ("views_per_s", "views/s", ",.0f"), ("speedup", "x map (wall)", ".2f"),
                        ("cpu_ms_per_1000", "CPU ms / 1000 views", ",.1f"),
                        ("cpu_speedup", "x map (CPU)", ".2f")])
+    stages = []
+    if args.stages:
+        stages = [row for size in args.sizes for row in stage_times(size, args)]
+        print(f"\nThe recipe's stages, each as its call runs it, batch {args.batch_size}; medians "
+              f"of {args.repeats} rounds:\n")
+        print_table(stages, [("size", "px", "d"), ("stage", "stage", ""),
+                             ("compiled", "compiled", ""),
+                             ("cpu_ms_per_1000", "CPU ms / 1000 views", ",.1f")])
     shares = []
     if args.step_share:
         shares = [step_share(size, args) for size in args.sizes]
@@ -280,7 +321,8 @@ def main(argv=None):
                              ("views_ms", "2 views ms", ",.1f"), ("share", "share", ".1%")])
     info["load_average_1min_at_end"] = load_average()
     print(f"\n# load average at the end: {info['load_average_1min_at_end']}")
-    write_json(args.json, {"machine": info, "args": vars(args), "rows": rows, "shares": shares})
+    write_json(args.json, {"machine": info, "args": vars(args), "rows": rows, "stages": stages,
+                           "shares": shares})
     return 0
 
 

@@ -69,7 +69,7 @@ def test_quick_shrinks_only_the_options_not_given():
 
 # ----- augment.py ----------------------------------------------------------------------------------
 def test_augment_times_the_recipe_and_the_tf_data_map_on_the_same_images(tmp_path):
-    result = _run(augment_benchmark, ["--quick"], tmp_path)
+    result = _run(augment_benchmark, ["--quick", "--stages"], tmp_path)
     rows = result["rows"]
     assert [row["key"] for row in rows] == ["recipe", "recipe_xla", "map"]
     assert {row["size"] for row in rows} == {16}
@@ -78,6 +78,10 @@ def test_augment_times_the_recipe_and_the_tf_data_map_on_the_same_images(tmp_pat
         assert 1e-3 < row["speedup"] < 1e3 and 1e-3 < row["cpu_speedup"] < 1e3, row
     assert rows[-1]["speedup"] == rows[-1]["cpu_speedup"] == 1.0
     assert result["machine"]["tensorflow"] and result["args"]["batch_size"] == 16
+    stages = result["stages"]  # 16 px: no blur
+    assert [(row["stage"], row["compiled"]) for row in stages] == [
+        ("RandomResizedCrop + RandomFlip", "XLA"), ("ColorJitter + RandomGrayscale", "XLA")]
+    assert all(_positive(row["cpu_ms_per_1000"]) for row in stages)
 
 
 # ----- train_step.py -------------------------------------------------------------------------------
