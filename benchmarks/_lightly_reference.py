@@ -22,10 +22,8 @@ import argparse
 import importlib.util
 import json
 import os
-import statistics
-import time
 
-from _torch_reference import matmul_peak
+from _torch_reference import matmul_peak, timed
 
 
 def available() -> bool:
@@ -57,7 +55,6 @@ def measure(batch_size: int, steps: int, warmup: int, image_size: int = 32,
     from lightly.models.resnet import ResNetGenerator
     from lightly.transforms import SimCLRTransform
     from torch import nn
-    from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
     resnet = ResNetGenerator("resnet-18")
@@ -88,22 +85,9 @@ def measure(batch_size: int, steps: int, warmup: int, image_size: int = 32,
         optimizer.step()
         return loss
 
-    counter = FlopCounterMode(display=False)
-    with counter:
-        loss = step()
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        loss = step()
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    flops = counter.get_total_flops()
-    return {"seconds_per_step": seconds, "img_per_s": batch_size / seconds,
-            "gflop_per_step": flops / 1e9, "gflop_per_s": flops / 1e9 / seconds,
+    return {**timed(step, batch_size, steps, warmup),
             "parameters": sum(p.numel() for p in backbone.parameters()),
-            "loader_workers": workers, "loss": float(loss.detach())}
+            "loader_workers": workers}
 
 
 def main(argv=None) -> None:

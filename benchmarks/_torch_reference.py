@@ -101,7 +101,6 @@ def measure(kind: str, batch_size: int, steps: int, warmup: int, image_size: int
     """Time a PyTorch SimCLR step (encoder, projection head, NT-Xent, Adam) on two ready views."""
     import torch
     from torch import nn
-    from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
     encoder, dim = encoders()[kind](image_size)
@@ -120,6 +119,15 @@ def measure(kind: str, batch_size: int, steps: int, warmup: int, image_size: int
         optimizer.step()
         return loss
 
+    return {**timed(step, batch_size, steps, warmup),
+            "parameters": sum(p.numel() for p in encoder.parameters())}
+
+
+def timed(step, batch_size: int, steps: int, warmup: int) -> dict:
+    """The FLOPs of one call of `step` (a training step returning its loss), counted by PyTorch's
+    `FlopCounterMode`, then the median seconds of `steps` calls after `warmup` more."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     counter = FlopCounterMode(display=False)
     with counter:
         loss = step()
@@ -134,7 +142,6 @@ def measure(kind: str, batch_size: int, steps: int, warmup: int, image_size: int
     flops = counter.get_total_flops()
     return {"seconds_per_step": seconds, "img_per_s": batch_size / seconds,
             "gflop_per_step": flops / 1e9, "gflop_per_s": flops / 1e9 / seconds,
-            "parameters": sum(p.numel() for p in encoder.parameters()),
             "loss": float(loss.detach())}
 
 
