@@ -19,16 +19,10 @@ no TensorFlow is imported here) and reads the one line it prints: `RESULT {json}
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 
 from _torch_reference import matmul_peak, timed
-
-
-def available() -> bool:
-    """Whether torch and lightly are installed (without importing them)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("torch", "lightly"))
 
 
 class _Images:

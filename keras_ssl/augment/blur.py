@@ -111,7 +111,11 @@ class GaussianBlur(ImageAugmentation):
         """Kernel sizes applied: `kernel_size`, less the taps beyond `TAIL_SIGMAS` of the widest
         sigma (SimCLR's 23 taps at 224 px become 17 for sigma up to 2; the weight left out, under
         2e-5 of the kernel's, changes no pixel by more than 4e-5)."""
-        widest = 2 * math.ceil(TAIL_SIGMAS * self.sigma[1]) + 1
+        return self._taps_within(self.sigma[1])
+
+    def _taps_within(self, sigma: float) -> tuple[int, int]:
+        """`kernel_size`, cut to the taps within `TAIL_SIGMAS` of `sigma` of the centre."""
+        widest = 2 * math.ceil(TAIL_SIGMAS * sigma) + 1
         return tuple(min(k, widest) for k in self.kernel_size)
 
     def transform(self, images, apply, draws):
@@ -158,7 +162,7 @@ class GaussianBlur(ImageAugmentation):
         groups: those whose sigma is under half the widest get a kernel half as wide (all the
         taps within `TAIL_SIGMAS` of their sigma), the others `taps`."""
         narrow_sigma = 0.5 * self.sigma[1]
-        narrow = tuple(min(k, 2 * math.ceil(TAIL_SIGMAS * narrow_sigma) + 1) for k in self.taps)
+        narrow = self._taps_within(narrow_sigma)
         if narrow == self.taps:
             return self._depthwise_group(images, apply, sigma, self.taps)
         x = self._depthwise_group(images, apply & (sigma <= narrow_sigma), sigma, narrow)
