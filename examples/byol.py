@@ -22,7 +22,8 @@ QUICK = "--quick" in sys.argv
 # `keras_ssl.pretrain` builds the default encoder for 32 px digits, scores it, trains, scores it
 # again; `method_options` reach the method. Every run logs the standard deviation and effective
 # rank of the normalised held-out embeddings (keras_ssl.collapse.CollapseMonitor), which fall
-# towards 0 and 1 when a method without negatives collapses.
+# towards 0 and 1 when a method without negatives collapses, and the share of their variance
+# along one direction, which grows towards 1 when one feature outgrows the others (it warns).
 result = keras_ssl.pretrain(
     "byol", "digits",
     max_examples=256 if QUICK else None, epochs=1 if QUICK else 60,
@@ -36,4 +37,5 @@ result = keras_ssl.pretrain(
 print(result.table())
 logs = result.history.history
 print(f"embedding std {logs['embedding_std'][-1]:.4f}, "
-      f"effective rank {logs['effective_rank'][-1]:.1f}")
+      f"effective rank {logs['effective_rank'][-1]:.1f}, "
+      f"top direction's share {logs['top_direction_share'][-1]:.2f}")

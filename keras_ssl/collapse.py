@@ -10,9 +10,15 @@
   they vary along one line, up to min(batch, d). Dimensional collapse shows as a rank far below
   d even when the std looks fine.
 
-Both are written into the epoch's logs, so the progress bar, `History`, TensorBoard and
+- `top_direction_share`: the share of the same matrix's variance along its first principal
+  direction. The methods without negatives (BYOL, SimSiam, DINO) can keep a healthy std and
+  still let one feature grow over all others in their first hundreds of steps; cosine neighbours
+  then see little but that feature.
+
+All three are written into the epoch's logs, so the progress bar, `History`, TensorBoard and
 CSVLogger placed after the monitor in the callback list see them; `warnings.warn` is called
-when the std drops below `min_std` (default `0.1 / sqrt(d)`).
+when the std drops below `min_std` (default `0.1 / sqrt(d)`), and once per run when one
+direction's share grows past `max_top_share` (from where it was when training began).
 """
 
 from __future__ import annotations
@@ -24,6 +30,11 @@ import keras
 import numpy as np
 
 from keras_ssl.errors import KerasSSLError
+
+# Measured on the digits and CIFAR-10 (docs/results.md, "One feature outgrows the others"): at
+# most 0.46 for the methods with negatives or a decorrelation term, 0.62-0.97 for BYOL, SimSiam and
+# DINO within 120 steps.
+MAX_TOP_SHARE = 0.6
 
 
 def _centred_unit_rows(embeddings) -> np.ndarray:
@@ -43,6 +54,17 @@ def _centred_unit_rows(embeddings) -> np.ndarray:
 def embedding_std(embeddings) -> float:
     """Mean over dimensions of the batch standard deviation of the centred, L2-normalised rows."""
     return float(_centred_unit_rows(embeddings).std(axis=0).mean())
+
+
+def top_direction_share(embeddings) -> float:
+    """Share of the centred, L2-normalised rows' variance along their first principal direction.
+
+    About 1/d for embeddings spread over `d` dimensions, 1 when they vary along one line: one
+    feature (say, "is it a 1") grown so large that cosine neighbours see little else.
+    """
+    squares = np.linalg.svd(_centred_unit_rows(embeddings), compute_uv=False) ** 2
+    total = squares.sum()
+    return float(squares[0] / total) if total > 0 else 0.0
 
 
 def effective_rank(embeddings) -> float:
@@ -66,6 +88,7 @@ class CollapseMonitor(keras.callbacks.Callback):
             as exported).
         every: compute every `every` epochs (and at the last epoch of `fit`).
         min_std: warn when `embedding_std` falls below it (None: 0.1 / sqrt(d)).
+        max_top_share: warn (once) when `top_direction_share` grows past it.
         batch_size: embed in chunks of this size.
         prefix: prefix of the log keys ("val_" makes them `val_embedding_std`, ...).
 
@@ -75,7 +98,7 @@ class CollapseMonitor(keras.callbacks.Callback):
     """
 
     def __init__(self, images, every: int = 1, min_std: float | None = None,
-                 batch_size: int = 256, prefix: str = ""):
+                 max_top_share: float = MAX_TOP_SHARE, batch_size: int = 256, prefix: str = ""):
         super().__init__()
         images = np.asarray(images)
         if images.ndim < 2 or len(images) < 2:
@@ -84,9 +107,15 @@ class CollapseMonitor(keras.callbacks.Callback):
             )
         if int(every) < 1:
             raise KerasSSLError(f"CollapseMonitor every must be >= 1, got {every!r}.")
+        if not 0 < float(max_top_share) <= 1:
+            raise KerasSSLError(f"CollapseMonitor max_top_share is a share of the variance, in "
+                                f"(0, 1]; got {max_top_share!r}.")
         self.images = images
         self.every = int(every)
         self.min_std = min_std
+        self.max_top_share = float(max_top_share)
+        self._warned_top_share = False
+        self._start_share = 0.0
         self.batch_size = int(batch_size)
         self.prefix = prefix
         self.history: list[dict] = []
@@ -98,10 +127,16 @@ class CollapseMonitor(keras.callbacks.Callback):
         return np.concatenate(parts).reshape(len(self.images), -1)
 
     def measure(self) -> dict:
-        """{'embedding_std', 'effective_rank'} of the fixed batch under the current weights."""
+        """{'embedding_std', 'effective_rank', 'top_direction_share'} of the fixed batch under
+        the current weights."""
         z = self._embed()
         return {"embedding_std": embedding_std(z), "effective_rank": effective_rank(z),
-                "dim": z.shape[1]}
+                "top_direction_share": top_direction_share(z), "dim": z.shape[1]}
+
+    def on_train_begin(self, logs=None):
+        # Some encoders start with one strong direction (brightness, at random init on CIFAR-10
+        # about half the variance); only a share that grows past `max_top_share` is warned of.
+        self._start_share = top_direction_share(self._embed())
 
     def on_epoch_end(self, epoch, logs=None):
         last = self.params.get("epochs") if self.params else None
@@ -123,6 +158,18 @@ class CollapseMonitor(keras.callbacks.Callback):
                 "the method's stop-gradient / predictor, or use stronger augmentation.",
                 RuntimeWarning, stacklevel=2,
             )
+        share = stats["top_direction_share"]
+        if share > self.max_top_share and share > self._start_share and not self._warned_top_share:
+            self._warned_top_share = True
+            warnings.warn(
+                f"Epoch {epoch + 1}: one direction holds {stats['top_direction_share']:.0%} of "
+                f"the embeddings' variance (effective rank {stats['effective_rank']:.1f} of "
+                f"{dim}): one feature is outgrowing the others and kNN will see little else. "
+                "Methods without negatives (byol, simsiam, dino) do this in their first hundreds "
+                "of steps; train longer, or choose simclr, vicreg or barlow_twins for a short run.",
+                RuntimeWarning, stacklevel=2,
+            )
 
 
-__all__ = ["CollapseMonitor", "effective_rank", "embedding_std"]
+__all__ = ["MAX_TOP_SHARE", "CollapseMonitor", "effective_rank", "embedding_std",
+           "top_direction_share"]

@@ -1,0 +1,37 @@
+"""benchmarks/feature_share.py: the collapse monitor's numbers over the first steps, per method."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import feature_share  # noqa: E402
+
+
+def test_rows_every_k_steps_from_the_same_random_init(tmp_path):
+    out = tmp_path / "share.json"
+    assert feature_share.main(["--data", "digits", "--image-size", "16", "--steps", "4",
+                               "--every", "2", "--examples", "128", "--test-examples", "64",
+                               "--batch-size", "32", "--method", "simclr", "--method", "supcon",
+                               "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["method"], r["steps"]) for r in rows] == [
+        (m, s) for m in ("simclr", "supcon") for s in (0, 2, 4)]
+    for row in rows:
+        assert 0 < row["top_share"] <= 1 and 1 <= row["effective_rank"] <= 64
+        assert 0 <= row["knn_accuracy"] <= 1
+    # Both methods start from the same seeded encoder; training moves it.
+    assert rows[0]["top_share"] == pytest.approx(rows[3]["top_share"])
+    assert rows[2]["top_share"] != pytest.approx(rows[0]["top_share"])
+
+
+def test_steps_must_be_a_multiple_of_every(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        feature_share.parse_args(["--data", "digits", "--method", "simclr", "--steps", "5",
+                                  "--every", "2"])
+    assert exit_info.value.code == 2
+    assert "multiple of --every" in capsys.readouterr().err
