@@ -49,6 +49,9 @@ class SimSiam(SelfSupervisedModel):
 
     input_kinds = ("images", "vectors")
     short_run_steps = 1000
+    short_run_evidence = ("in 2.5-minute CIFAR-10 runs (178 steps) its encoder ended below the "
+                          "random-init one, and on the digits at 16 px it still was after 1,800 "
+                          "steps")
     min_batch_size = 2
 
     def __init__(self, encoder, augmenter=None, *, projection_dim=128, hidden_dim=512,
