@@ -24,9 +24,9 @@ import sys
 import keras
 import numpy as np
 from _common import machine, print_machine, print_table, write_json
-from quality import DATA_SETS, build_method, load_split
+from quality import DATA_SETS, DEFAULT_CACHE_DIR, build_method, load_split
 
-from keras_ssl import collapse, evaluate  # noqa: E402
+from keras_ssl import collapse, defaults, evaluate  # noqa: E402
 from keras_ssl import data as data_lib  # noqa: E402
 from keras_ssl.errors import KerasSSLError  # noqa: E402
 from keras_ssl.methods import METHODS  # noqa: E402
@@ -62,19 +62,14 @@ def parse_args(argv=None):
     if args.every < 1 or args.steps < args.every or args.steps % args.every:
         parser.error("--steps must be a multiple of --every, both at least 1")
     # What quality.py's loaders and builders read.
-    args.eval_examples, args.data_dir, args.cache_dir = args.examples, None, "/tmp/keras_ssl_cifar10"
-    args.learning_rate, args.encoder, args.width = 2e-3, None, None
+    args.eval_examples, args.data_dir, args.cache_dir = args.examples, None, str(DEFAULT_CACHE_DIR)
+    args.learning_rate, args.encoder, args.width = defaults.LEARNING_RATE, None, None
     args.options, args.jit_compile = {}, False
     return args
 
 
 def resize(images, size) -> np.ndarray:
     return data_lib.load(images, image_size=size, test_fraction=0).x_train
-
-
-def embed(encoder, images, batch_size=256) -> np.ndarray:
-    return np.concatenate([np.asarray(encoder(images[i:i + batch_size], training=False))
-                           for i in range(0, len(images), batch_size)])
 
 
 class Measure(keras.callbacks.Callback):
@@ -88,7 +83,8 @@ class Measure(keras.callbacks.Callback):
         self.on_epoch_end(-1)
 
     def on_epoch_end(self, epoch, logs=None):
-        test, memory = embed(self.model, self.split.x_test), embed(self.model, self.split.x_memory)
+        test = evaluate.embed(self.model, self.split.x_test)
+        memory = evaluate.embed(self.model, self.split.x_memory)
         self.rows.append({
             "method": self.name, "steps": (epoch + 1) * self.every,
             "top_share": collapse.top_direction_share(test),

@@ -52,6 +52,11 @@ def _centred_unit_rows(embeddings) -> np.ndarray:
     return np.where(keep, z / np.where(keep, norms, 1.0), 0.0)
 
 
+def _singular_values(embeddings) -> np.ndarray:
+    """Singular values of the centred, L2-normalised rows, largest first."""
+    return np.linalg.svd(_centred_unit_rows(embeddings), compute_uv=False)
+
+
 def embedding_std(embeddings) -> float:
     """Mean over dimensions of the batch standard deviation of the centred, L2-normalised rows."""
     return float(_centred_unit_rows(embeddings).std(axis=0).mean())
@@ -63,15 +68,14 @@ def top_direction_share(embeddings) -> float:
     About 1/d for embeddings spread over `d` dimensions, 1 when they vary along one line: one
     feature (say, "is it a 1") grown so large that cosine neighbours see little else.
     """
-    squares = np.linalg.svd(_centred_unit_rows(embeddings), compute_uv=False) ** 2
+    squares = _singular_values(embeddings) ** 2
     total = squares.sum()
     return float(squares[0] / total) if total > 0 else 0.0
 
 
 def effective_rank(embeddings) -> float:
     """exp(entropy of the normalised singular values) of the centred, L2-normalised rows."""
-    z = _centred_unit_rows(embeddings)
-    singular = np.linalg.svd(z, compute_uv=False)
+    singular = _singular_values(embeddings)
     total = singular.sum()
     if total <= 0:
         return 0.0
@@ -81,7 +85,8 @@ def effective_rank(embeddings) -> float:
 
 
 class CollapseMonitor(keras.callbacks.Callback):
-    """Writes `embedding_std` and `effective_rank` of a fixed held-out batch into the epoch logs.
+    """Writes `embedding_std`, `effective_rank` and `top_direction_share` of a fixed held-out batch
+    into the epoch logs.
 
     Args:
         images: the fixed batch (uint8 or [0, 1] images, or vectors), e.g. 512 held-out
