@@ -48,7 +48,8 @@ import keras_ssl
 from keras_ssl import augment, encoders, evaluate
 from keras_ssl.data import series, to_dataset
 
-METHODS = ("simclr", "masked_steps", "forecast", "segment_order", "ts2vec")
+METHODS = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "nnclr", "masked_steps",
+           "forecast", "segment_order", "ts2vec")
 SETS = ("GunPoint", "ItalyPowerDemand", "ArrowHead")
 
 

@@ -286,6 +286,41 @@ def test_simclr_on_series_with_the_series_augmenter_and_export(tmp_path):
     np.testing.assert_allclose(loaded(x[:5]).numpy(), embeddings, rtol=1e-4, atol=1e-4)
 
 
+TWO_VIEW_METHODS = ["moco", "byol", "simsiam", "barlow_twins", "vicreg", "nnclr", "supcon",
+                    "triplet"]
+
+
+@pytest.mark.parametrize("method", TWO_VIEW_METHODS)
+def test_two_view_methods_learn_from_series_with_the_series_views(method):
+    x, y = _waves(8, 16, 2)
+    cls, preset = keras_ssl.METHODS[method]
+    model = cls(encoders.ResNet1D((16, 2), width=4, blocks=1), seed=0, **preset)
+    assert model.augmenter.name == "series_augmenter"
+    assert {"WindowCrop", "TimeWarp", "Jitter"} <= {
+        type(layer).__name__ for layer in model.augmenter.augmentations}
+    model.compile(optimizer="adam", run_eagerly=True)  # one step: tracing would cost more
+    history = model.fit(x, y if cls.needs_labels else None, batch_size=8, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    assert model(x[:3]).shape == (3, 4)
+
+
+def test_pretrain_takes_a_two_view_method_on_series(tmp_path):
+    x, y = _waves(32, 16, 2)
+    np.savez(tmp_path / "waves.npz", series=x, y=y)
+    result = keras_ssl.pretrain("vicreg", str(tmp_path / "waves.npz"), width=4, batch_size=16,
+                                epochs=1, seed=0, knn_every=0, evaluate_scores=False, verbose=0,
+                                report=False)
+    assert result.model.encoder.input_shape == (None, 16, 2)
+    assert result.model.augmenter.name == "series_augmenter"
+
+
+def test_a_method_refuses_an_encoder_of_a_kind_it_does_not_learn_from():
+    with pytest.raises(KerasSSLError, match=r"^RotNet learns from images, but the encoder takes "
+                                            r"series \(input shape \(None, 16, 2\)\)\. .* "
+                                            r"choose a method that learns from series\.$"):
+        keras_ssl.RotNet(encoders.ResNet1D((16, 2), width=4, blocks=1))
+
+
 def test_series_method_saves_and_loads(tmp_path):
     model = SegmentOrder(encoders.ResNet1D((30, 1), width=4), segments=4)
     path = tmp_path / "m.keras"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import keras
 
-from keras_ssl import heads, losses
+from keras_ssl import augment, heads, losses
 from keras_ssl.methods.base import SelfSupervisedModel
-from keras_ssl.methods.byol import default_augmenter, two_views
+from keras_ssl.methods.byol import two_views
 from keras_ssl.methods.registry import register_method
 from keras_ssl.validate import check_int, check_number
 
@@ -27,15 +27,16 @@ class BarlowTwins(SelfSupervisedModel):
     to 1 (invariance) and the off-diagonal to 0, weighted by `lambda_` (redundancy reduction).
 
     Args:
-        encoder: image (or vector) encoder to pretrain.
-        augmenter: view maker; default `augment.simclr(image_size)` (or `augment.vectors()`).
+        encoder: image, series or vector encoder to pretrain.
+        augmenter: view maker; default `augment.simclr(image_size)` (`augment.series()` for series,
+            `augment.vectors()` for feature vectors).
         projection_dim: output size of the projector (8192 in the paper).
         hidden_dim: hidden size of the projector (8192 in the paper).
         lambda_: off-diagonal weight (5e-3).
         seed: seed for the views.
     """
 
-    input_kinds = ("images", "vectors")
+    input_kinds = ("images", "vectors", "series")
     min_batch_size = 2
     short_run_steps = 500
     short_run_evidence = ("in runs of 71 and 212 steps on the digits, 178 on CIFAR-10 and 300 on "
@@ -48,7 +49,7 @@ class BarlowTwins(SelfSupervisedModel):
         self.hidden_dim = check_int(hidden_dim, "hidden_dim", least=1)
         self.lambda_ = check_number(lambda_, "lambda_", least=0.0)
         if self.augmenter is None:
-            self.augmenter = default_augmenter(self, seed)
+            self.augmenter = self.default_views(augment.simclr, seed)
         self.projector = heads.projection_head(self.feature_dim, projection_dim, hidden_dim,
                                                num_layers=3)
 

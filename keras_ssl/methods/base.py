@@ -71,6 +71,12 @@ class SelfSupervisedModel(keras.Model):
                 )
             )
         self.encoder = encoder
+        if self.input_kind not in self.input_kinds:
+            raise KerasSSLError(
+                f"{type(self).__name__} learns from {' or '.join(self.input_kinds)}, but the "
+                f"encoder takes {self.input_kind} (input shape {encoder.input_shape}). Build the "
+                f"encoder for the data, or choose a method that learns from {self.input_kind}."
+            )
         self.augmenter = augmenter
         self.seed = seed
         # Masks, puzzles and shuffles drawn from it differ between tf.distribute replicas.

@@ -36,12 +36,6 @@ def two_views(model, inputs):
                       model.augmenter(inputs, training=True)], axis=0)
 
 
-def default_augmenter(model, seed):
-    if model.input_kind == "images":
-        return augment.simclr(model.image_size, seed=seed)
-    return augment.vectors(seed=seed)
-
-
 @register_method("byol")
 @keras.saving.register_keras_serializable(package="keras_ssl")
 class BYOL(MomentumTargetMixin, SelfSupervisedModel):
@@ -55,8 +49,9 @@ class BYOL(MomentumTargetMixin, SelfSupervisedModel):
     from a `training.WarmupCosine` learning-rate schedule, else from `total_steps`).
 
     Args:
-        encoder: image (or vector) encoder to pretrain; functional or Sequential (it is cloned).
-        augmenter: view maker; default `augment.simclr(image_size)` (or `augment.vectors()`);
+        encoder: image, series or vector encoder to pretrain; functional or Sequential (it is cloned).
+        augmenter: view maker; default `augment.simclr(image_size)` (`augment.series()` for series,
+            `augment.vectors()` for feature vectors);
             `augment.byol(image_size)` gives the paper's asymmetric pair.
         projection_dim: output size of the projector and predictor (256 in the paper).
         hidden_dim: hidden size of the projector and predictor MLPs (4096 in the paper).
@@ -75,7 +70,7 @@ class BYOL(MomentumTargetMixin, SelfSupervisedModel):
     ['loss']
     """
 
-    input_kinds = ("images", "vectors")
+    input_kinds = ("images", "vectors", "series")
     short_run_steps = 1000
     min_batch_size = 2
 
@@ -87,7 +82,7 @@ class BYOL(MomentumTargetMixin, SelfSupervisedModel):
         self.momentum = check_momentum(momentum)
         self.total_steps = check_total_steps(total_steps)
         if self.augmenter is None:
-            self.augmenter = default_augmenter(self, seed)
+            self.augmenter = self.default_views(augment.simclr, seed)
         self.projector = heads.projection_head(self.feature_dim, projection_dim, hidden_dim)
         self.predictor = heads.projection_head(projection_dim, projection_dim, hidden_dim,
                                                name="prediction_head")

@@ -58,8 +58,9 @@ class MoCo(MomentumTargetMixin, SupportQueueMixin, SelfSupervisedModel):
       key apart; with `bn_splits=1`, SyncBN would put them back into one batch.
 
     Args:
-        encoder: image (or vector) encoder to pretrain; functional or Sequential (it is cloned).
-        augmenter: view maker; default `augment.moco_v2(image_size)` (or `augment.vectors()`).
+        encoder: image, series or vector encoder to pretrain; functional or Sequential (it is cloned).
+        augmenter: view maker; default `augment.moco_v2(image_size)` (`augment.series()` for series,
+            `augment.vectors()` for feature vectors).
         queue_size: number of negative keys K; at least the global batch size.
         momentum: m of the key encoder's moving average, in [0, 1] (0.999 in the paper for
             ImageNet's 5,000 steps per epoch; 0.99 suits short runs).
@@ -80,7 +81,7 @@ class MoCo(MomentumTargetMixin, SupportQueueMixin, SelfSupervisedModel):
     (['contrastive_accuracy', 'loss'], 32)
     """
 
-    input_kinds = ("images", "vectors")
+    input_kinds = ("images", "vectors", "series")
     min_batch_size = 2
     short_run_steps = 300
     short_run_evidence = ("in 1-minute runs on the digits (115-120 steps) its encoder gained under "

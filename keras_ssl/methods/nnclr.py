@@ -11,10 +11,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_ssl import heads, losses
+from keras_ssl import augment, heads, losses
 from keras_ssl.methods._queue import SupportQueueMixin
 from keras_ssl.methods.base import SelfSupervisedModel
-from keras_ssl.methods.byol import default_augmenter, two_views
+from keras_ssl.methods.byol import two_views
 from keras_ssl.methods.registry import register_method
 from keras_ssl.validate import check_int
 
@@ -32,8 +32,9 @@ class NNCLR(SupportQueueMixin, SelfSupervisedModel):
     MoCo's keys). The queue and its pointer are non-trainable variables: checkpoints carry them.
 
     Args:
-        encoder: image (or vector) encoder to pretrain.
-        augmenter: view maker; default `augment.simclr(image_size)` (or `augment.vectors()`).
+        encoder: image, series or vector encoder to pretrain.
+        augmenter: view maker; default `augment.simclr(image_size)` (`augment.series()` for series,
+            `augment.vectors()` for feature vectors).
         projection_dim: output size of the projector, predictor and queue rows (256 in the paper).
         hidden_dim: hidden size of the projector and predictor (2048 / 4096 in the paper).
         temperature: 0.1 as in the paper.
@@ -41,7 +42,7 @@ class NNCLR(SupportQueueMixin, SelfSupervisedModel):
         seed: seed for the views and the initial queue.
     """
 
-    input_kinds = ("images", "vectors")
+    input_kinds = ("images", "vectors", "series")
     min_batch_size = 2
     short_run_steps = 500
     short_run_evidence = ("in 1- and 3-minute runs on the digits (72 and 192 steps) its encoder "
@@ -56,7 +57,7 @@ class NNCLR(SupportQueueMixin, SelfSupervisedModel):
         self.hidden_dim = check_int(hidden_dim, "hidden_dim", least=1)
         self.temperature = temperature
         if self.augmenter is None:
-            self.augmenter = default_augmenter(self, seed)
+            self.augmenter = self.default_views(augment.simclr, seed)
         self.projector = heads.projection_head(self.feature_dim, projection_dim, hidden_dim)
         self.predictor = heads.projection_head(projection_dim, projection_dim, hidden_dim,
                                                name="prediction_head")

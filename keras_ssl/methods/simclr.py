@@ -20,8 +20,9 @@ class SimCLR(SelfSupervisedModel):
     under `tf.distribute`, so negatives grow with the global batch).
 
     Args:
-        encoder: image (or vector) encoder to pretrain.
-        augmenter: view maker; default `augment.simclr(image_size)` (or `augment.vectors()`).
+        encoder: image, series or vector encoder to pretrain.
+        augmenter: view maker; default `augment.simclr(image_size)` (`augment.series()` for series,
+            `augment.vectors()` for feature vectors).
         projection_dim: output size of the MLP projection head.
         temperature: NT-Xent temperature. 0.1 (the paper's ImageNet value) gave the best kNN
             accuracy in short CPU runs on CIFAR-10, ahead of 0.2 and the paper's CIFAR-10 0.5

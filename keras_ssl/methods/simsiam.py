@@ -10,9 +10,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from keras_ssl import heads, losses
+from keras_ssl import augment, heads, losses
 from keras_ssl.methods.base import SelfSupervisedModel
-from keras_ssl.methods.byol import default_augmenter, two_views
+from keras_ssl.methods.byol import two_views
 from keras_ssl.methods.registry import register_method
 from keras_ssl.validate import check_int
 
@@ -38,8 +38,9 @@ class SimSiam(SelfSupervisedModel):
     one thing that keeps it from collapsing, section 4.1 of the paper).
 
     Args:
-        encoder: image (or vector) encoder to pretrain.
-        augmenter: view maker; default `augment.simclr(image_size)` (or `augment.vectors()`).
+        encoder: image, series or vector encoder to pretrain.
+        augmenter: view maker; default `augment.simclr(image_size)` (`augment.series()` for series,
+            `augment.vectors()` for feature vectors).
         projection_dim: output size of the projector (2048 in the paper).
         hidden_dim: hidden size of the projector (2048 in the paper).
         predictor_dim: bottleneck of the predictor (None: projection_dim // 4, as the paper's
@@ -47,7 +48,7 @@ class SimSiam(SelfSupervisedModel):
         seed: seed for the views.
     """
 
-    input_kinds = ("images", "vectors")
+    input_kinds = ("images", "vectors", "series")
     short_run_steps = 1000
     short_run_evidence = ("in 2.5-minute CIFAR-10 runs (178 steps) its encoder ended below the "
                           "random-init one, and on the digits at 16 px it still was after 1,800 "
@@ -62,7 +63,7 @@ class SimSiam(SelfSupervisedModel):
         self.predictor_dim = (max(1, projection_dim // 4) if predictor_dim is None
                               else check_int(predictor_dim, "predictor_dim", least=1))
         if self.augmenter is None:
-            self.augmenter = default_augmenter(self, seed)
+            self.augmenter = self.default_views(augment.simclr, seed)
         self.projector = projector_with_output_bn(self.feature_dim, projection_dim, hidden_dim,
                                                   "projection_head")
         self.predictor = heads.projection_head(projection_dim, projection_dim, self.predictor_dim,

@@ -21,8 +21,9 @@ class SupCon(SimCLR):
     on inputs alone fails before the first step with a `KerasSSLError`.
 
     Args:
-        encoder: image (or vector) encoder to pretrain.
-        augmenter: view maker; default `augment.simclr(image_size)` (or `augment.vectors()`).
+        encoder: image, series or vector encoder to pretrain.
+        augmenter: view maker; default `augment.simclr(image_size)` (`augment.series()` for series,
+            `augment.vectors()` for feature vectors).
         projection_dim: output size of the MLP projection head.
         temperature: SupCon temperature (0.1 in the paper).
         seed: seed for the views.

@@ -49,13 +49,14 @@ class Triplet(SelfSupervisedModel):
     their nearest negative (`hardest_triplet_accuracy`).
 
     Args:
-        encoder: image (or vector) encoder to pretrain.
+        encoder: image, series or vector encoder to pretrain.
         margin: triplet margin, on the [0, 2] distance scale (0.2 is usual).
         mining: "batch_all" (default), "batch_hard" or "semi_hard" (see `losses.triplet_loss`).
             batch_all is the default because batch-hard mining collapsed every embedding to one
             point on Fashion-MNIST (loss stuck at the margin, kNN below random init: 0.707 against
             0.720), while batch_all reached 0.884 in 2 minutes (docs/results.md).
-        augmenter: view maker; default `augment.weak(image_size)` (or `augment.vectors()`).
+        augmenter: view maker; default `augment.weak(image_size)` (`augment.series()` for series,
+            `augment.vectors()` for feature vectors).
         embedding_dim: output size of the embedding head; `None` uses the encoder's features.
         seed: seed for the views.
 
@@ -69,7 +70,7 @@ class Triplet(SelfSupervisedModel):
     ['loss', 'triplet_accuracy']
     """
 
-    input_kinds = ("images", "vectors")
+    input_kinds = ("images", "vectors", "series")
     needs_labels = True
     min_batch_size = 2
 

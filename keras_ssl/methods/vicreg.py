@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import keras
 
-from keras_ssl import heads, losses
+from keras_ssl import augment, heads, losses
 from keras_ssl.methods.base import SelfSupervisedModel
-from keras_ssl.methods.byol import default_augmenter, two_views
+from keras_ssl.methods.byol import two_views
 from keras_ssl.methods.registry import register_method
 from keras_ssl.validate import check_int, check_number
 
@@ -25,15 +25,16 @@ class VICReg(SelfSupervisedModel):
     paper's weights 25 / 25 / 1. The unweighted terms are reported as metrics.
 
     Args:
-        encoder: image (or vector) encoder to pretrain.
-        augmenter: view maker; default `augment.simclr(image_size)` (or `augment.vectors()`).
+        encoder: image, series or vector encoder to pretrain.
+        augmenter: view maker; default `augment.simclr(image_size)` (`augment.series()` for series,
+            `augment.vectors()` for feature vectors).
         projection_dim: output size of the expander (8192 in the paper).
         hidden_dim: hidden size of the expander (8192 in the paper).
         invariance, variance, covariance: the loss weights.
         seed: seed for the views.
     """
 
-    input_kinds = ("images", "vectors")
+    input_kinds = ("images", "vectors", "series")
     min_batch_size = 2
     short_run_steps = 500
     short_run_evidence = ("in 1- and 3-minute runs on the digits (70 and 212 steps) and 309 steps "
@@ -49,7 +50,7 @@ class VICReg(SelfSupervisedModel):
         self.variance = check_number(variance, "variance", least=0.0)
         self.covariance = check_number(covariance, "covariance", least=0.0)
         if self.augmenter is None:
-            self.augmenter = default_augmenter(self, seed)
+            self.augmenter = self.default_views(augment.simclr, seed)
         self.projector = heads.projection_head(self.feature_dim, projection_dim, hidden_dim,
                                                num_layers=3)
         self.term_trackers = [keras.metrics.Mean(name=f"{term}_loss")
