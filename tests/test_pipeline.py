@@ -134,7 +134,10 @@ def test_a_short_run_of_a_slow_starting_method_is_warned_before_training(sources
                                          r"than 1000: give it more time, or use simclr"):
         keras_ssl.pretrain("byol", **_arguments("byol", sources), epochs=1, seed=0, knn_every=0,
                            evaluate_scores=False, verbose=0, report=False)
-    assert keras_ssl.SimCLR.short_run_warning(3) is None
+    assert keras_ssl.SimCLR.short_run_warning(150) is None
+    assert keras_ssl.SupCon.short_run_warning(3) is None
+    assert keras_ssl.SimCLR.short_run_warning(149).endswith(
+        "fewer than 150: give it more time, or use autoencoder for a short run.")
     assert keras_ssl.SimSiam.short_run_warning(999) and not keras_ssl.DINO.short_run_warning(1000)
     assert "NNCLR learns slowly: in 1- and 3-minute runs on the digits (72 and 192 steps) its " \
         "encoder ended below the random-init one" in keras_ssl.NNCLR.short_run_warning(300)
@@ -143,18 +146,19 @@ def test_a_short_run_of_a_slow_starting_method_is_warned_before_training(sources
     assert not keras_ssl.MoCo.short_run_warning(300)
     assert "(249 steps)" in keras_ssl.MAE.short_run_warning(249)
     assert not keras_ssl.MAE.short_run_warning(800)
-    # One class, three registered names: only the masked autoencoder warns.
-    assert keras_ssl.AutoEncoder.short_run_warning(100, {"corruption": "noise"}) is None
-    assert keras_ssl.AutoEncoder.short_run_warning(100) is None
+    # One class, three registered names: the plain autoencoder never warns.
+    assert keras_ssl.AutoEncoder.short_run_warning(150, {"corruption": "noise"}) is None
+    assert "(126 steps)" in keras_ssl.AutoEncoder.short_run_warning(149, {"corruption": "noise"})
+    assert keras_ssl.AutoEncoder.short_run_warning(1) is None
     assert keras_ssl.AutoEncoder.short_run_warning(399, {"corruption": "mask"}).startswith(
         "The masked autoencoder learns slowly: in 1- and 3-minute runs on the digits")
 
 
-def test_the_pipeline_warns_for_the_masked_autoencoder_not_the_denoising_one(sources):
+def test_the_pipeline_warns_for_the_masked_autoencoder_not_the_plain_one(sources):
     with pytest.warns(UserWarning, match="The masked autoencoder learns slowly"):
         keras_ssl.pretrain("masked", **_arguments("masked", sources), epochs=1, seed=0,
                            knn_every=0, evaluate_scores=False, verbose=0, report=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        keras_ssl.pretrain("denoising", **_arguments("denoising", sources), epochs=1, seed=0,
+        keras_ssl.pretrain("autoencoder", **_arguments("autoencoder", sources), epochs=1, seed=0,
                            knn_every=0, evaluate_scores=False, verbose=0, report=False)

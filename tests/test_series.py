@@ -2,6 +2,7 @@
 
 import json
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -307,9 +308,11 @@ def test_two_view_methods_learn_from_series_with_the_series_views(method):
 def test_pretrain_takes_a_two_view_method_on_series(tmp_path):
     x, y = _waves(32, 16, 2)
     np.savez(tmp_path / "waves.npz", series=x, y=y)
-    result = keras_ssl.pretrain("vicreg", str(tmp_path / "waves.npz"), width=4, batch_size=16,
-                                epochs=1, seed=0, knn_every=0, evaluate_scores=False, verbose=0,
-                                report=False)
+    with warnings.catch_warnings():  # the short-run warnings were measured on images
+        warnings.simplefilter("error", UserWarning)
+        result = keras_ssl.pretrain("vicreg", str(tmp_path / "waves.npz"), width=4,
+                                    batch_size=16, epochs=1, seed=0, knn_every=0,
+                                    evaluate_scores=False, verbose=0, report=False)
     assert result.model.encoder.input_shape == (None, 16, 2)
     assert result.model.augmenter.name == "series_augmenter"
 

@@ -75,13 +75,20 @@ class AutoEncoder(SelfSupervisedModel):
 
     @classmethod
     def short_run(cls, options):
-        """Only the masked variant warns: the plain and denoising ones gain from the first
-        minute; the masked one ended below or level with its random init on the digits."""
-        if options.get("corruption") != "mask":
-            return super().short_run(options)
-        return 400, "The masked autoencoder", (
-            "in 1- and 3-minute runs on the digits (101 and 292 steps) its encoder ended below or "
-            "level with the random-init one (2.7 points above at 379 steps on CIFAR-10)")
+        """The plain autoencoder gains from the first minute and never warns; the denoising one
+        gained 1.0 point in 126 steps on Fashion-MNIST, the masked one ended below or level with
+        its random init on the digits."""
+        corruption = options.get("corruption")
+        if corruption == "mask":
+            return 400, "The masked autoencoder", (
+                "in 1- and 3-minute runs on the digits (101 and 292 steps) its encoder ended below "
+                "or level with the random-init one (2.7 points above at 379 steps on CIFAR-10)"
+            ), "simclr or denoising"
+        if corruption == "noise":
+            return 150, "The denoising autoencoder", (
+                "in a 1-minute Fashion-MNIST run (126 steps) its encoder gained 1.0 point of kNN "
+                "over the random-init one (6.1 at 367 steps)"), "autoencoder"
+        return super().short_run(options)
 
     def __init__(self, encoder, augmenter=None, *, decoder=None, corruption=None, noise_stddev=0.2,
                  mask_ratio=0.75, patch_size=None, seed=None, **kwargs):

@@ -358,22 +358,26 @@ class SelfSupervisedModel(keras.Model):
     short_run_steps: int = 0
     short_run_evidence: str = ("in 2.5-minute CIFAR-10 runs (100-180 steps) its encoder ended "
                                "below the random-init one")
+    # What the warning names instead: the methods that gained in such short runs.
+    short_run_alternative: str = "simclr or denoising"
 
     @classmethod
-    def short_run(cls, options: dict) -> tuple[int, str, str]:
-        """(fewest steps, name, evidence) of the short-run warning for the method built with
-        `options` (one class stands behind several registered names: the masked autoencoder)."""
-        return cls.short_run_steps, cls.__name__, cls.short_run_evidence
+    def short_run(cls, options: dict) -> tuple[int, str, str, str]:
+        """(fewest steps, name, evidence, alternative) of the short-run warning for the method
+        built with `options` (one class stands behind several registered names: the
+        autoencoders)."""
+        return (cls.short_run_steps, cls.__name__, cls.short_run_evidence,
+                cls.short_run_alternative)
 
     @classmethod
     def short_run_warning(cls, steps: int, options: dict | None = None) -> str | None:
         """The warning for a run of `steps` steps, or None when it is long enough."""
-        fewest, name, evidence = cls.short_run(options or {})
+        fewest, name, evidence, alternative = cls.short_run(options or {})
         if steps >= fewest:
             return None
         return (f"{name} learns slowly: {evidence} (docs/results.md). This run plans {steps} "
-                f"steps, fewer than {fewest}: give it more time, or use simclr or denoising for "
-                "a short run.")
+                f"steps, fewer than {fewest}: give it more time, or use {alternative} for a "
+                "short run.")
 
     baseline_label: str = "baseline"
 

@@ -9,7 +9,8 @@ Each one trains a series encoder (`encoders.ResNet1D`, `encoders.SeriesTransform
 | `forecast` | `Forecast` | see a series up to a random step, predict the next `horizon` steps |
 | `segment_order` | `SegmentOrder` | which permutation shuffled the series' `segments` segments |
 
-Contrastive learning on series is `SimCLR(encoder, augmenter=augment.series())`.
+Contrastive and other two-view methods take series too (`SimCLR(encoder)`, `VICReg(encoder)`,
+...: their default views are `augment.series()`).
 The corruptions are drawn per series in the graph from stateless seeds (XLA compiles them; under
 `tf.distribute` each replica draws its own). The exported SavedModel maps `series` (float32
 `[None, T, F]`) to `embeddings`.
