@@ -97,9 +97,9 @@ class Measure(keras.callbacks.Callback):
 
 def trajectory(name, split, args) -> list[dict]:
     """Rows of (steps, top share, effective rank, kNN) over `args.steps` steps of method `name`."""
-    model, _ = build_method(name, split.x_train.shape[1:], args, args.steps)
-    dataset = data_lib.SSLData(split.x_train, split.y_train).train_dataset(
-        args.batch_size, seed=args.seed, labels=model.needs_labels)
+    data = data_lib.SSLData(split.x_train, split.y_train, name=split.name)
+    model, _ = build_method(name, data, args, args.steps)
+    dataset = data.train_dataset(args.batch_size, seed=args.seed, labels=model.needs_labels)
     measure = Measure(name, split, args.every)
     model.fit(dataset.repeat(), steps_per_epoch=args.every, epochs=args.steps // args.every,
               verbose=0, callbacks=[measure])

@@ -325,11 +325,12 @@ def baseline_name(encoder: str | None) -> str:
     return "random init" if encoder is None else f"random init ({encoder})"
 
 
-def build_method(name: str, input_shape, args, total_steps: int):
-    """A compiled method, built by `keras_ssl.pipeline.build_model` as `pretrain` builds it."""
+def build_method(name: str, data: data_lib.SSLData, args, total_steps: int):
+    """A compiled method for `data`, built by `keras_ssl.pipeline.build_model` as `pretrain`
+    builds it (its checks of the data and MoCo's queue see the images it will train on)."""
     keras.utils.set_random_seed(args.seed)
-    model = build_model(name, shape_only(input_shape), encoder=args.encoder, width=args.width,
-                        seed=args.seed, method_options=args.options)
+    model = build_model(name, data, encoder=args.encoder, width=args.width, seed=args.seed,
+                        method_options=args.options)
     model.compile(optimizer=training.default_optimizer(args.learning_rate, total_steps),
                   jit_compile=args.jit_compile)
     return model, get_method(name)[0]
@@ -542,8 +543,10 @@ def check_methods(args, split: Split) -> None:
                 f"--batch-size {args.batch_size} is too small for {name}: it needs at least "
                 f"{max(2, cls.min_batch_size)} examples per batch."
             )
-        build_model(name, shape_only(split.x_train.shape[1:]), encoder=args.encoder,
-                    width=args.width, seed=args.seed, method_options=options)
+        with warnings.catch_warnings():  # the data warnings come with each row, on its images
+            warnings.simplefilter("ignore")
+            build_model(name, shape_only(split.x_train.shape[1:]), encoder=args.encoder,
+                        width=args.width, seed=args.seed, method_options=options)
     data_lib.steps_per_epoch(len(split.x_train), args.batch_size)  # a full batch at least
     height, width, channels = split.x_train.shape[1:]
     if args.reference and (channels != 3 or min(height, width) < KERAS_IO_MIN_SIZE):

@@ -175,7 +175,7 @@ def test_set_options_change_the_method():
                                "--set", "min_crop_area=0.2"])
     assert args.options == {"temperature": 0.5, "strength": 1.0, "min_crop_area": 0.2}
     args.jit_compile = False
-    model, _ = quality.build_method("simclr", (32, 32, 1), args, total_steps=10)
+    model, _ = quality.build_method("simclr", quality.shape_only((32, 32, 1)), args, 10)
     assert model.temperature == 0.5
     assert model.augmenter.augmentations[0].scale == (0.2, 1.0)
     jitter = model.augmenter.augmentations[2]
@@ -183,6 +183,14 @@ def test_set_options_change_the_method():
     plain = quality.parse_args(["--data", "digits", "--method", "triplet", "--minutes", "1",
                                 "--set", "mining=batch_hard"])
     assert plain.options == {"mining": "batch_hard"}  # not a Python literal: kept as a string
+
+
+def test_methods_are_built_for_the_images_they_train_on():
+    args = quality.parse_args(["--data", "digits", "--method", "moco", "--minutes", "1"])
+    args.jit_compile = False
+    digits = quality.data_lib.SSLData(np.zeros((1437, 32, 32, 1), np.uint8), name="digits")
+    model, _ = quality.build_method("moco", digits, args, 10)
+    assert model.queue_size == 512  # sized to 1,437 images, not to a stand-in
 
 
 def test_options_after_a_colon_apply_to_that_row_only(capsys):
