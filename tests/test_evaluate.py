@@ -136,6 +136,8 @@ def test_knn_monitor_rejects_bad_arguments():
 class _NoLearning(SelfSupervisedModel):
     """A method whose loss gives the encoder zero gradient: only the probe can learn."""
 
+    input_kinds = ("vectors",)
+
     def compute_ssl_loss(self, inputs, labels, training):
         return 0.0 * tf.reduce_sum(self.encoder(self.preprocess(inputs), training=False))
 

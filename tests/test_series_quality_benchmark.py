@@ -38,7 +38,7 @@ def test_view_options_reach_the_views_and_the_rest_the_method():
     assert model.temperature == pytest.approx(0.3)
 
 
-@pytest.mark.parametrize("argv", [["--method", "simclr:time_warp"], ["--method", "byol"],
+@pytest.mark.parametrize("argv", [["--method", "simclr:time_warp"], ["--method", "rotnet"],
                                   ["--seeds", "0,x"], ["--seeds", "1,1"]])
 def test_bad_rows_and_seeds_are_refused_before_anything_trains(argv, capsys):
     with pytest.raises(SystemExit):

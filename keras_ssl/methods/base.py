@@ -17,6 +17,7 @@ from keras_ssl._compat import scale_loss_for_distribution
 from keras_ssl.augment import to_float_images
 from keras_ssl.distribute import reducible_logs
 from keras_ssl.errors import KerasSSLError
+from keras_ssl.methods.registry import METHODS
 from keras_ssl.replicas import ReplicaSeedGenerator
 
 # Random crops of a few pixels carry no content, and every encoder halves the resolution 3 times.
@@ -72,10 +73,12 @@ class SelfSupervisedModel(keras.Model):
             )
         self.encoder = encoder
         if self.input_kind not in self.input_kinds:
+            kind = self.input_kind
+            others = sorted(name for name, (cls, _) in METHODS.items() if kind in cls.input_kinds)
             raise KerasSSLError(
                 f"{type(self).__name__} learns from {' or '.join(self.input_kinds)}, but the "
-                f"encoder takes {self.input_kind} (input shape {encoder.input_shape}). Build the "
-                f"encoder for the data, or choose a method that learns from {self.input_kind}."
+                f"encoder takes {kind} (input shape {encoder.input_shape}). Build the encoder for "
+                f"the data, or choose a method that learns from {kind}: {', '.join(others)}."
             )
         self.augmenter = augmenter
         self.seed = seed

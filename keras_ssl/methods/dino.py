@@ -17,7 +17,6 @@ from keras import layers
 from keras_ssl import losses
 from keras_ssl.augment.multicrop import MultiCrop
 from keras_ssl.encoders.vit import PatchEmbedding
-from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods._momentum import (
     MomentumTargetMixin,
     check_momentum,
@@ -140,9 +139,6 @@ class DINO(MomentumTargetMixin, SelfSupervisedModel):
                  warmup_teacher_temperature=0.04, teacher_warmup_fraction=0.3, momentum=0.99,
                  center_momentum=0.9, num_local_views=6, total_steps=None, seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
-        if self.input_kind != "images":
-            raise KerasSSLError("DINO's multi-crop views need images; use SimCLR or VICReg for "
-                                "feature vectors.")
         self.output_dim = check_int(output_dim, "output_dim", least=1)
         self.hidden_dim = check_int(hidden_dim, "hidden_dim", least=1)
         self.bottleneck_dim = check_int(bottleneck_dim, "bottleneck_dim", least=1)

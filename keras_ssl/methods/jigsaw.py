@@ -101,12 +101,6 @@ class Jigsaw(SelfSupervisedModel):
     def __init__(self, encoder, augmenter=None, *, grid=None, permutations=None, hidden_dim=512,
                  tile_size=None, resize_tiles=False, permutation_seed=0, seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
-        if self.input_kind != "images":
-            raise KerasSSLError(
-                f"Jigsaw cuts images into tiles, but the encoder takes inputs of shape "
-                f"{self.encoder.input_shape}. Use an image encoder (e.g. keras_ssl.encoders."
-                "ConvNet) or a method for vectors such as SimCLR or AutoEncoder."
-            )
         if grid is None:
             grid = 3 if min(self.image_size) >= LARGE_GRID_MIN_SIZE else 2
         if not isinstance(grid, int) or grid < 2:

@@ -48,12 +48,6 @@ class RotNet(SelfSupervisedModel):
 
     def __init__(self, encoder, augmenter=None, *, hidden_dim=256, seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
-        if self.input_kind != "images":
-            raise KerasSSLError(
-                f"RotNet rotates images, but the encoder takes inputs of shape "
-                f"{self.encoder.input_shape}. Use an image encoder (e.g. keras_ssl.encoders."
-                "ConvNet) or a method for vectors such as SimCLR or AutoEncoder."
-            )
         height, width = self.image_size
         if height != width:
             raise KerasSSLError(
