@@ -320,7 +320,8 @@ def test_pretrain_takes_a_two_view_method_on_series(tmp_path):
 def test_a_method_refuses_an_encoder_of_a_kind_it_does_not_learn_from():
     with pytest.raises(KerasSSLError, match=r"^RotNet learns from images, but the encoder takes "
                                             r"series \(input shape \(None, 16, 2\)\)\. .* "
-                                            r"choose a method that learns from series: barlow_twins, .*, vicreg\.$"):
+                                            r"choose a method that learns from series: "
+                                            r"barlow_twins, .*, vicreg\.$"):
         keras_ssl.RotNet(encoders.ResNet1D((16, 2), width=4, blocks=1))
 
 

@@ -83,7 +83,7 @@ class AutoEncoder(SelfSupervisedModel):
             return 400, "The masked autoencoder", (
                 "in 1- and 3-minute runs on the digits (101 and 292 steps) its encoder ended below "
                 "or level with the random-init one (2.7 points above at 379 steps on CIFAR-10)"
-            ), "simclr or denoising"
+            ), cls.short_run_alternative
         if corruption == "noise":
             return 150, "The denoising autoencoder", (
                 "in a 1-minute Fashion-MNIST run (126 steps) its encoder gained 1.0 point of kNN "

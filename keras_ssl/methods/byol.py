@@ -49,7 +49,8 @@ class BYOL(MomentumTargetMixin, SelfSupervisedModel):
     from a `training.WarmupCosine` learning-rate schedule, else from `total_steps`).
 
     Args:
-        encoder: image, series or vector encoder to pretrain; functional or Sequential (it is cloned).
+        encoder: image, series or vector encoder to pretrain; functional or Sequential (it is
+            cloned).
         augmenter: view maker; default `augment.simclr(image_size)` (`augment.series()` for series,
             `augment.vectors()` for feature vectors);
             `augment.byol(image_size)` gives the paper's asymmetric pair.

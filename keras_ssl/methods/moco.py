@@ -58,7 +58,8 @@ class MoCo(MomentumTargetMixin, SupportQueueMixin, SelfSupervisedModel):
       key apart; with `bn_splits=1`, SyncBN would put them back into one batch.
 
     Args:
-        encoder: image, series or vector encoder to pretrain; functional or Sequential (it is cloned).
+        encoder: image, series or vector encoder to pretrain; functional or Sequential (it is
+            cloned).
         augmenter: view maker; default `augment.moco_v2(image_size)` (`augment.series()` for series,
             `augment.vectors()` for feature vectors).
         queue_size: number of negative keys K; at least the global batch size.

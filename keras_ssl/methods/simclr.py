@@ -40,8 +40,8 @@ class SimCLR(SelfSupervisedModel):
 
     input_kinds = ("images", "vectors", "series")
     short_run_steps = 150
-    short_run_evidence = ("in a 1-minute Fashion-MNIST run (93 steps) its encoder gained 0.9 points "
-                          "of kNN over the random-init one (3.8 at 269 steps)")
+    short_run_evidence = ("in a 1-minute Fashion-MNIST run (93 steps) its encoder gained 0.9 "
+                          "points of kNN over the random-init one (3.8 at 269 steps)")
     short_run_alternative = "autoencoder"
     min_batch_size = 2
 

@@ -40,7 +40,8 @@ class SupCon(SimCLR):
     """
 
     needs_labels = True
-    short_run_steps = 0  # the labels make short runs count: +6.3 points in 98 steps on Fashion-MNIST
+    # The labels make short runs count: +6.3 points in 98 steps on Fashion-MNIST.
+    short_run_steps = 0
 
     def method_metrics(self):
         return []
