@@ -23,7 +23,7 @@ import sys
 
 import keras
 import numpy as np
-from _common import machine, print_machine, print_table, write_json
+from _common import machine, method_row, print_machine, print_table, write_json
 from quality import DATA_SETS, DEFAULT_CACHE_DIR, build_method, load_split
 
 from keras_ssl import collapse, defaults, evaluate  # noqa: E402
@@ -44,7 +44,8 @@ def parse_args(argv=None):
     parser.add_argument("--data", required=True, choices=("digits", *DATA_SETS),
                         help="data set, read as benchmarks/quality.py reads it")
     parser.add_argument("--method", action="append", required=True, metavar="M",
-                        help=f"a method to train (repeatable): {', '.join(sorted(METHODS))}")
+                        help=f"a method to train (repeatable): {', '.join(sorted(METHODS))}; "
+                        "M:NAME=VALUE,... adds method options, e.g. byol:output_bn=false")
     parser.add_argument("--steps", type=int, default=120, metavar="N",
                         help="training steps of each method (120)")
     parser.add_argument("--every", type=int, default=24, metavar="K",
@@ -95,12 +96,14 @@ class Measure(keras.callbacks.Callback):
                         for k, v in self.rows[-1].items()), flush=True)
 
 
-def trajectory(name, split, args) -> list[dict]:
-    """Rows of (steps, top share, effective rank, kNN) over `args.steps` steps of method `name`."""
+def trajectory(spec, split, args) -> list[dict]:
+    """Rows of (steps, top share, effective rank, kNN) over `args.steps` steps of method `spec`
+    (a name, with options after a colon)."""
+    name, label, args.options = method_row(spec)
     data = data_lib.SSLData(split.x_train, split.y_train, name=split.name)
     model, _ = build_method(name, data, args, args.steps)
     dataset = data.train_dataset(args.batch_size, seed=args.seed, labels=model.needs_labels)
-    measure = Measure(name, split, args.every)
+    measure = Measure(label, split, args.every)
     model.fit(dataset.repeat(), steps_per_epoch=args.every, epochs=args.steps // args.every,
               verbose=0, callbacks=[measure])
     return measure.rows

@@ -14,11 +14,14 @@ def projection_head(
     hidden_dim: int | None = None,
     num_layers: int = 2,
     name: str = "projection_head",
+    output_bn: bool = False,
 ) -> keras.Model:
     """The MLP projection head g(.) of SimCLR / MoCo v2: (Dense-BN-ReLU) x (num_layers-1), Dense.
 
     The contrastive loss is computed on its output; the encoder's features before it transfer
-    better (Chen et al. 2020, section 4.2), so it is not exported.
+    better (Chen et al. 2020, section 4.2), so it is not exported. `output_bn` adds a batch norm
+    without scale or shift at the end (SimSiam's projector ends so): each output is centred on
+    the batch, so no constant output can match every example.
     """
     hidden_dim = hidden_dim or max(int(input_dim), output_dim)
     inputs = keras.Input(shape=(int(input_dim),), name="features")
@@ -27,7 +30,9 @@ def projection_head(
         x = layers.Dense(hidden_dim, use_bias=False, name=f"dense{i + 1}")(x)
         x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
         x = layers.ReLU(name=f"relu{i + 1}")(x)
-    outputs = layers.Dense(output_dim, name="projection")(x)
+    outputs = layers.Dense(output_dim, use_bias=not output_bn, name="projection")(x)
+    if output_bn:
+        outputs = layers.BatchNormalization(center=False, scale=False, name="output_bn")(outputs)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -16,17 +16,18 @@ def test_rows_every_k_steps_from_the_same_random_init(tmp_path):
     out = tmp_path / "share.json"
     assert feature_share.main(["--data", "digits", "--image-size", "16", "--steps", "4",
                                "--every", "2", "--examples", "128", "--test-examples", "64",
-                               "--batch-size", "32", "--method", "simclr", "--method", "supcon",
+                               "--batch-size", "32", "--method", "simclr", "--method", "simclr:temperature=1.0",
                                "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [(r["method"], r["steps"]) for r in rows] == [
-        (m, s) for m in ("simclr", "supcon") for s in (0, 2, 4)]
+        (m, s) for m in ("simclr", "simclr temperature=1.0") for s in (0, 2, 4)]
     for row in rows:
         assert 0 < row["top_share"] <= 1 and 1 <= row["effective_rank"] <= 64
         assert 0 <= row["knn_accuracy"] <= 1
-    # Both methods start from the same seeded encoder; training moves it.
+    # Both rows start from the same seeded encoder; training moves it, the option differently.
     assert rows[0]["top_share"] == pytest.approx(rows[3]["top_share"])
     assert rows[2]["top_share"] != pytest.approx(rows[0]["top_share"])
+    assert rows[5]["top_share"] != pytest.approx(rows[2]["top_share"])
 
 
 def test_steps_must_be_a_multiple_of_every(capsys):

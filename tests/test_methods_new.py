@@ -287,3 +287,22 @@ def test_byol_asymmetric_views():
     assert isinstance(clone.augmenter, augment.ViewPair)
     model.compile(optimizer="sgd", run_eagerly=True)
     assert np.isfinite(model.train_on_batch(tf.constant(images), return_dict=True)["loss"])
+
+
+@pytest.mark.parametrize("output_bn", [False, True])
+def test_byol_output_bn_centres_the_targets_so_no_constant_prediction_matches(output_bn):
+    model, x = _tiny("byol", output_bn=output_bn)
+    assert model.get_config()["output_bn"] is output_bn
+    assert _tiny("byol")[0].output_bn is True  # the default
+    older = {k: v for k, v in model.get_config().items() if k != "output_bn"}
+    assert type(model).from_config(older).output_bn is False  # saved before the option: the paper's
+    views = tf.concat([model.augmenter(x), model.augmenter(x)], axis=0)
+    z = model.target_projector(model.target_encoder(views, training=True), training=True).numpy()
+    unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+    # The best constant prediction (the mean direction) scores cos = |mean of the unit targets|.
+    best_constant_cos = float(np.linalg.norm(unit.mean(axis=0)))
+    if output_bn:
+        np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-5)
+        assert best_constant_cos < 0.1, best_constant_cos
+    else:  # the paper's head: a random network's projections share a direction
+        assert best_constant_cos > 0.3, best_constant_cos

@@ -3,7 +3,10 @@
 Differences from the reference (deepmind-research/byol): the default views are SimCLR's
 (`augment.simclr`) for both branches; BYOL's asymmetric blur/solarize pair is `augment.byol`
 (pass it as `augmenter`). The projector and predictor are narrower (512 hidden, 128 out, not
-4096/256) to suit small encoders and CPU runs.
+4096/256) to suit small encoders and CPU runs. The projector ends in a batch norm without scale
+or shift (`output_bn=True`; `False` gives the paper's head): the paper's target projections at
+random init share a direction, so a constant prediction already scores well and short runs
+collapsed onto it (docs/results.md, "BYOL's projector ends in batch norm").
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class BYOL(MomentumTargetMixin, SelfSupervisedModel):
             runs).
         total_steps: training steps of the momentum schedule when the optimizer's learning rate
             is not a `WarmupCosine` (None: tau stays at `momentum`).
+        output_bn: end the projector (and its target copy) in a batch norm without scale or
+            shift, centring the targets on the batch (False: the paper's projector).
         seed: seed for the views.
 
     Example:
@@ -76,15 +81,17 @@ class BYOL(MomentumTargetMixin, SelfSupervisedModel):
     min_batch_size = 2
 
     def __init__(self, encoder, augmenter=None, *, projection_dim=128, hidden_dim=512,
-                 momentum=0.99, total_steps=None, seed=None, **kwargs):
+                 momentum=0.99, total_steps=None, output_bn=True, seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
         self.projection_dim = check_int(projection_dim, "projection_dim", least=1)
         self.hidden_dim = check_int(hidden_dim, "hidden_dim", least=1)
         self.momentum = check_momentum(momentum)
         self.total_steps = check_total_steps(total_steps)
+        self.output_bn = bool(output_bn)
         if self.augmenter is None:
             self.augmenter = self.default_views(augment.simclr, seed)
-        self.projector = heads.projection_head(self.feature_dim, projection_dim, hidden_dim)
+        self.projector = heads.projection_head(self.feature_dim, projection_dim, hidden_dim,
+                                               output_bn=self.output_bn)
         self.predictor = heads.projection_head(projection_dim, projection_dim, hidden_dim,
                                                name="prediction_head")
         self.target_encoder = momentum_copy(self.encoder, f"target_{self.encoder.name}")
@@ -112,4 +119,10 @@ class BYOL(MomentumTargetMixin, SelfSupervisedModel):
             "hidden_dim": self.hidden_dim,
             "momentum": self.momentum,
             "total_steps": self.total_steps,
+            "output_bn": self.output_bn,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # Configs saved before `output_bn` existed describe the paper's projector.
+        return super().from_config({"output_bn": False, **config})
