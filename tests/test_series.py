@@ -19,6 +19,7 @@ from keras_ssl.methods.series import (
     SegmentOrder,
     forecast_mask,
     permute_segments,
+    series_lengths,
     step_mask,
 )
 
@@ -233,6 +234,36 @@ def test_step_mask_forecast_mask_and_segment_permutation():
     assert shuffled[labels == 1][0].tolist() == [6, 7, 8, 3, 4, 5, 0, 1, 2, 9]
     np.testing.assert_array_equal(shuffled[labels == 0], x[labels == 0][..., 0])
 
+
+
+def test_padded_series_are_forecast_masked_and_shuffled_within_their_own_length():
+    lengths = np.array([12, 40, 7, 25] * 8)
+    x = np.zeros((32, 40, 2), "float32")
+    for i, length in enumerate(lengths):
+        x[i, :length] = np.arange(1, length + 1)[:, None]
+    x[1, 39] = [0.0, -1.0]  # a series whose last step is zero in one channel only is whole
+    np.testing.assert_array_equal(series_lengths(x).numpy(), lengths)
+    visible, target = (t.numpy() for t in forecast_mask((32, 40), 5, 20, seed=1, lengths=lengths))
+    cut = visible.sum(axis=1)
+    # c in [20 * L / 40, L - 5]: the forecast steps lie inside each series, never in its padding.
+    assert (cut >= np.maximum(1, 20 * lengths // 40)).all()
+    assert (cut <= np.maximum(20 * lengths // 40, lengths - 5)).all()
+    assert (target[np.arange(40)[None] >= lengths[:, None]] == 0).all()
+    assert len(set(cut[lengths == 40].tolist())) > 1 and (target.sum(axis=1) > 0).all()
+    perms = np.array([[2, 1, 0]])
+    shuffled = permute_segments(x, perms, seed=0, lengths=lengths)[0].numpy()[..., 0]
+    assert shuffled[0].tolist() == [9, 10, 11, 12, 5, 6, 7, 8, 1, 2, 3, 4] + [0] * 28
+    assert shuffled[2, :7].tolist() == [5, 6, 3, 4, 1, 2, 7] and not shuffled[2, 7:].any()
+    # Without lengths the padding moves with the segments.
+    assert permute_segments(x, perms, seed=0)[0].numpy()[0, :12, 0].tolist() == [0] * 12
+
+
+def test_masked_steps_do_not_score_the_padding():
+    x = np.zeros((8, 32, 1), "float32")
+    x[:, :10] = 1.0
+    model = MaskedSteps(encoders.ResNet1D((32, 1), width=4, blocks=1), seed=0)
+    _, target = model.visible_and_target(tf.constant(x))
+    assert target.numpy()[:, 10:].sum() == 0 and target.numpy()[:, :10].sum() > 0
 
 # ----- encoders, methods, export ------------------------------------------------------------------
 def test_series_encoders_are_registered_and_refuse_other_kinds():

@@ -35,7 +35,7 @@ from keras_ssl.pretext._common import batch_size, seed_tensor, uniform_int
 from keras_ssl.validate import check_fraction, check_int
 
 __all__ = ["Forecast", "MaskedSteps", "SegmentOrder", "forecast_mask",
-           "permute_segments", "series_decoder", "step_mask"]
+           "permute_segments", "series_decoder", "series_lengths", "step_mask"]
 
 
 # ----- pretext label makers ---------------------------------------------------------------------
@@ -56,26 +56,55 @@ def step_mask(shape, mask_ratio: float, span: int, seed=None) -> tf.Tensor:
     return tf.repeat(span_mask, span, axis=1)[:, :steps]
 
 
-def forecast_mask(shape, horizon: int, min_context: int, seed=None):
-    """`(visible, target)` float32 `[N, T]`: each series is seen up to a random step c in
-    [min_context, T - horizon] (visible 1.0 before c) and predicts steps c .. c + horizon - 1
-    (target 1.0 there).
+def series_lengths(x) -> tf.Tensor:
+    """int32 `[N]`: the steps of each series before its zero padding, that is up to its last step
+    with a non-zero channel (`data.series` pads shorter series with zeros at the end). A series of
+    zeros only counts as whole.
+
+    >>> x = np.zeros((2, 5, 1), "float32"); x[0, :3] = 1.0; x[1, 4] = -2.0
+    >>> series_lengths(x).numpy().tolist()
+    [3, 5]
+    """
+    x = tf.convert_to_tensor(x)
+    nonzero = tf.cast(tf.reduce_any(tf.not_equal(x, 0), axis=-1), tf.int32)  # [N, T]
+    steps = tf.shape(x)[1]
+    trailing = tf.argmax(tf.reverse(nonzero, axis=[1]), axis=1, output_type=tf.int32)
+    return tf.where(tf.reduce_any(nonzero > 0, axis=1), steps - trailing, steps)
+
+
+def _lengths(n, steps: int, lengths) -> tf.Tensor:
+    """int32 `[N, 1]` valid steps per series (all `steps` when `lengths` is None)."""
+    if lengths is None:
+        return tf.fill([n, 1], steps)
+    return tf.reshape(tf.cast(lengths, tf.int32), [-1, 1])
+
+
+def forecast_mask(shape, horizon: int, min_context: int, seed=None, lengths=None):
+    """`(visible, target)` float32 `[N, T]`: each series is seen up to a random step c and
+    predicts steps c .. c + horizon - 1 (target 1.0 there). c lies in
+    [min_context, T - horizon]; a series of `lengths[i] < T` valid steps scales both ends to its
+    length (c in [min_context * L / T, L - horizon]), so its forecast never reaches the padding.
 
     >>> visible, target = forecast_mask((3, 10), 2, 4, seed=0)
     >>> (visible.numpy().sum(1) >= 4).all(), target.numpy().sum(1).tolist()
     (np.True_, [2.0, 2.0, 2.0])
     """
     n, steps = shape[0], int(shape[1])
-    cut = uniform_int([n, 1], seed_tensor(seed), min_context, steps - horizon + 1)
+    length = _lengths(n, steps, lengths)
+    low = tf.maximum(1, min_context * length // steps)
+    high = tf.maximum(low, length - horizon)  # inclusive
+    cut = low + uniform_int([n, 1], seed_tensor(seed), 0, 2**30) % (high - low + 1)
     t = tf.range(steps)[None]
     visible = tf.cast(t < cut, tf.float32)
-    target = tf.cast((t >= cut) & (t < cut + horizon), tf.float32)
+    target = tf.cast((t >= cut) & (t < cut + horizon) & (t < length), tf.float32)
     return visible, target
 
 
-def permute_segments(x, permutations, seed=None):
+def permute_segments(x, permutations, seed=None, lengths=None):
     """`(shuffled, labels)`: each series cut into K equal segments (the last steps, T mod K of
-    them, stay in place) reordered by permutation `labels[i]` of `permutations` `[P, K]`.
+    them, stay in place) reordered by permutation `labels[i]` of `permutations` `[P, K]`. With
+    `lengths` (int `[N]`), a series is cut within its first `lengths[i]` steps and its padding
+    stays in place, so where the zeros are does not give the order away.
 
     >>> x = np.arange(6, dtype="float32").reshape(1, 6, 1)
     >>> shuffled, label = permute_segments(x, np.array([[2, 0, 1]]), seed=0)
@@ -86,15 +115,14 @@ def permute_segments(x, permutations, seed=None):
     permutations = np.asarray(permutations, np.int32)
     count, segments = permutations.shape
     steps = x.shape[1]
-    size = steps // segments
     n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
     labels = uniform_int([n], seed_tensor(seed), 0, count)
     order = tf.gather(tf.constant(permutations), labels)  # [N, K]: segment at each slot
-    t = tf.range(segments * size)
-    slot, offset = t // size, t % size
-    source = tf.gather(order, slot, axis=1) * size + offset[None]  # [N, K * size]
-    tail = tf.broadcast_to(tf.range(segments * size, steps)[None], [n, steps - segments * size])
-    source = tf.concat([source, tail], axis=1)
+    size = tf.maximum(1, _lengths(n, steps, lengths) // segments)  # [N, 1]
+    t = tf.range(steps)[None]
+    slot = tf.minimum(t // size, segments - 1)
+    source = tf.gather(order, slot, batch_dims=1) * size + t % size  # [N, T]
+    source = tf.where(t < segments * size, source, t)
     return tf.gather(x, source, batch_dims=1), labels
 
 
@@ -203,8 +231,9 @@ class _StepReconstruction(_SeriesMethod):
             )
         self.error_tracker = keras.metrics.Mean(name=self.metric_name)
 
-    def visible_and_target(self, size):
-        """Per-step masks `[N, T]` (1 = seen by the encoder; 1 = scored), set by each method."""
+    def visible_and_target(self, x):
+        """Per-step masks `[N, T]` of the series `x` (1 = seen by the encoder; 1 = scored), set
+        by each method; steps in a series' zero padding are never scored."""
         raise NotImplementedError
 
     def method_metrics(self):
@@ -212,7 +241,7 @@ class _StepReconstruction(_SeriesMethod):
 
     def compute_ssl_loss(self, inputs, labels, training):
         x = self.views(inputs)
-        visible, target = self.visible_and_target((batch_size(x), self.steps))
+        visible, target = self.visible_and_target(x)
         prediction = self.decoder(self.encoder(x * visible[..., None], training=training),
                                   training=training)
         loss = losses.masked_reconstruction(x, prediction, target[..., None])
@@ -235,7 +264,8 @@ class _StepReconstruction(_SeriesMethod):
 class MaskedSteps(_StepReconstruction):
     """Masked-step reconstruction: hide random spans of steps (set to 0, every channel) and
     rebuild them from the encoder's feature vector; the loss is the mean squared error over the
-    hidden steps only (`losses.masked_reconstruction`), as MAE scores only hidden patches.
+    hidden steps only (`losses.masked_reconstruction`), as MAE scores only hidden patches;
+    hidden steps in a series' zero padding are not scored.
 
     Args:
         encoder: a series encoder `[N, T, F] -> [N, D]`.
@@ -260,9 +290,11 @@ class MaskedSteps(_StepReconstruction):
         if self.span > self.steps:
             raise KerasSSLError(f"span={span} is longer than the series ({self.steps} steps).")
 
-    def visible_and_target(self, size):
-        hidden = step_mask(size, self.mask_ratio, self.span, seed=self.seed_generator.next())
-        return 1.0 - hidden, hidden
+    def visible_and_target(self, x):
+        hidden = step_mask((batch_size(x), self.steps), self.mask_ratio, self.span,
+                           seed=self.seed_generator.next())
+        valid = tf.cast(tf.range(self.steps)[None] < series_lengths(x)[:, None], tf.float32)
+        return 1.0 - hidden, hidden * valid
 
     def get_config(self):
         return {**super().get_config(), "mask_ratio": self.mask_ratio, "span": self.span}
@@ -273,7 +305,9 @@ class MaskedSteps(_StepReconstruction):
 class Forecast(_StepReconstruction):
     """Next-step forecasting as a pretext task: the encoder sees each series up to a random step
     c (later steps zeroed, as the padding of a shorter series) and a head predicts steps
-    c .. c + horizon - 1 from its feature vector; mean squared error over those steps.
+    c .. c + horizon - 1 from its feature vector; mean squared error over those steps. In a
+    zero-padded series c is drawn within its own length (`series_lengths`), so the forecast
+    is of the series, not of its padding.
 
     Args:
         encoder: a series encoder `[N, T, F] -> [N, D]`.
@@ -305,9 +339,9 @@ class Forecast(_StepReconstruction):
                 f"{self.steps} steps of a series; lower them."
             )
 
-    def visible_and_target(self, size):
-        return forecast_mask(size, self.horizon, self.min_context,
-                             seed=self.seed_generator.next())
+    def visible_and_target(self, x):
+        return forecast_mask((batch_size(x), self.steps), self.horizon, self.min_context,
+                             seed=self.seed_generator.next(), lengths=series_lengths(x))
 
     def get_config(self):
         return {**super().get_config(), "horizon": self.horizon, "min_context": self.min_context}
@@ -318,7 +352,8 @@ class Forecast(_StepReconstruction):
 class SegmentOrder(_SeriesMethod):
     """Segment-order prediction: cut each series into `segments` equal segments, shuffle them by
     one of the `segments!` permutations (drawn per series) and classify which one from the
-    encoder's feature vector (cross-entropy; `order_accuracy`). Chance is `1 / segments!`.
+    encoder's feature vector (cross-entropy; `order_accuracy`). Chance is `1 / segments!`. A
+    zero-padded series is cut within its own length (`series_lengths`), its padding left last.
 
     Args:
         encoder: a series encoder `[N, T, F] -> [N, D]`.
@@ -353,7 +388,8 @@ class SegmentOrder(_SeriesMethod):
 
     def compute_ssl_loss(self, inputs, labels, training):
         x = self.views(inputs)
-        shuffled, order = permute_segments(x, self.permutations, seed=self.seed_generator.next())
+        shuffled, order = permute_segments(x, self.permutations, seed=self.seed_generator.next(),
+                                           lengths=series_lengths(x))
         logits = tf.cast(self.classifier(self.encoder(shuffled, training=training),
                                          training=training), tf.float32)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(order, logits))
