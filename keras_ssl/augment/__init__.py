@@ -56,13 +56,11 @@ from keras_ssl.augment.series import (  # noqa: E402
     TimeWarp,
     WindowCrop,
     series,
-    series_lengths,
     validate_series,
 )
 
 __all__ += ["ChannelMask", "Jitter", "MagnitudeWarp", "Scaling", "SegmentPermutation",
-            "SeriesAugmentation", "TimeWarp", "WindowCrop", "series", "series_lengths",
-            "validate_series"]
+            "SeriesAugmentation", "TimeWarp", "WindowCrop", "series", "validate_series"]
 
 # Multi-crop views (DINO) and MAE's crop-and-flip.
 from keras_ssl.augment import multicrop  # noqa: E402

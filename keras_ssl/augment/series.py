@@ -17,9 +17,8 @@ unchanged. Each layer applies to a series with probability `p` (default 1).
 | `SegmentPermutation(max_segments)` | cuts at random points into 2..max segments and shuffles them |
 | `ChannelMask(rate)` | sets each channel to 0 with probability `rate` (one channel always kept) |
 
-Padding: variable-length series are zero-padded at the end (`keras_ssl.data.series`). Each layer
-reads a series' length from its padding (`series_lengths`), crops, warps and permutes only its
-valid steps, and leaves its padding zero, so a view of a short series is as long as the series.
+Padding: variable-length series are zero-padded at the end (`keras_ssl.data.series`); the layers
+treat the padding as part of the series (warps and crops may stretch a little of it in).
 
 >>> import numpy as np
 >>> from keras_ssl import augment
@@ -51,7 +50,6 @@ __all__ = [
     "WindowCrop",
     "resample_steps",
     "series",
-    "series_lengths",
     "validate_series",
 ]
 
@@ -74,23 +72,6 @@ def validate_series(x) -> None:
     dtype = tf.as_dtype(x.dtype)
     if not (dtype.is_floating or dtype.is_integer):
         raise KerasSSLError(f"series have dtype {_dtype_name(dtype)}; they must be numbers.")
-
-
-def series_lengths(x) -> tf.Tensor:
-    """int32 `[N]`: the steps of each series before its zero padding, that is up to its last step
-    with a non-zero channel (`data.series` pads shorter series with zeros at the end). A series of
-    zeros only counts as whole.
-
-    >>> import numpy as np
-    >>> x = np.zeros((2, 5, 1), "float32"); x[0, :3] = 1.0; x[1, 4] = -2.0
-    >>> series_lengths(x).numpy().tolist()
-    [3, 5]
-    """
-    x = tf.convert_to_tensor(x)
-    nonzero = tf.cast(tf.reduce_any(tf.not_equal(x, 0), axis=-1), tf.int32)  # [N, T]
-    steps = tf.shape(x)[1]
-    trailing = tf.argmax(tf.reverse(nonzero, axis=[1]), axis=1, output_type=tf.int32)
-    return tf.where(tf.reduce_any(nonzero > 0, axis=1), steps - trailing, steps)
 
 
 def resample_steps(x, positions):
@@ -123,10 +104,8 @@ def _smooth_curve(knot_values, steps: int):
 class SeriesAugmentation(keras.layers.Layer):
     """Base class: input checks, float32 output, per-series probability `p` and the seed.
 
-    A subclass implements `transform(x, draw, lengths)`: `x` float32 `[N, T, F]`, `draw(shape,
-    kind)` gives this batch's per-series random numbers `[N, *shape]` ("uniform" in [0, 1) or
-    "normal"), `lengths` int32 `[N, 1]` each series' valid steps; the steps after them are set
-    to zero afterwards.
+    A subclass implements `transform(x, draw)`: `x` float32 `[N, T, F]`, `draw(shape, kind)` gives
+    this batch's per-series random numbers `[N, *shape]` ("uniform" in [0, 1) or "normal").
     """
 
     def __init__(self, p: float = 1.0, seed: int | None = None, **kwargs):
@@ -150,15 +129,13 @@ class SeriesAugmentation(keras.layers.Layer):
         x = tf.cast(x, tf.float32)
         if not training or self.p == 0.0:
             return x
-        lengths = series_lengths(x)[:, None]
-        out = self.transform(x, lambda shape, kind="uniform": self._draw(x, shape, kind), lengths)
-        out = tf.where(tf.range(tf.shape(x)[1])[None, :, None] < lengths[..., None], out, 0.0)
+        out = self.transform(x, lambda shape, kind="uniform": self._draw(x, shape, kind))
         if self.p < 1.0:
             apply = self._draw(x, [1, 1]) < self.p
             out = tf.where(apply, out, x)
         return out
 
-    def transform(self, x, draw, lengths):
+    def transform(self, x, draw):
         raise NotImplementedError
 
     def compute_output_shape(self, input_shape):
@@ -197,7 +174,7 @@ class Jitter(SeriesAugmentation):
         super().__init__(p=p, seed=seed, **kwargs)
         self.stddev = _non_negative("Jitter stddev", stddev)
 
-    def transform(self, x, draw, lengths):
+    def transform(self, x, draw):
         if self.stddev == 0.0:
             return x
         return x + self.stddev * draw(x.shape[1:], "normal")
@@ -214,7 +191,7 @@ class Scaling(SeriesAugmentation):
         super().__init__(p=p, seed=seed, **kwargs)
         self.stddev = _non_negative("Scaling stddev", stddev)
 
-    def transform(self, x, draw, lengths):
+    def transform(self, x, draw):
         return x * (1.0 + self.stddev * draw([1, x.shape[2]], "normal"))
 
     def get_config(self):
@@ -231,7 +208,7 @@ class MagnitudeWarp(SeriesAugmentation):
         self.stddev = _non_negative("MagnitudeWarp stddev", stddev)
         self.knots = _knots(knots)
 
-    def transform(self, x, draw, lengths):
+    def transform(self, x, draw):
         values = 1.0 + self.stddev * draw([self.knots + 2, x.shape[2]], "normal")
         return x * _smooth_curve(values, x.shape[1])
 
@@ -250,14 +227,13 @@ class TimeWarp(SeriesAugmentation):
         self.stddev = _non_negative("TimeWarp stddev", stddev)
         self.knots = _knots(knots)
 
-    def transform(self, x, draw, lengths):
+    def transform(self, x, draw):
         steps = x.shape[1]
         speeds = tf.maximum(1.0 + self.stddev * draw([self.knots + 2, 1], "normal"), 0.1)
         speed = _smooth_curve(speeds, steps)[..., 0]  # [N, T]
         time = tf.cumsum(speed, axis=1) - speed[:, :1]
-        last = lengths - 1  # the warped series ends at its own last step
-        end = tf.gather(time, last, batch_dims=1)
-        return resample_steps(x, time / tf.maximum(end, 1e-6) * tf.cast(last, tf.float32))
+        time = time / tf.maximum(time[:, -1:], 1e-6) * float(steps - 1)
+        return resample_steps(x, time)
 
     def get_config(self):
         return {**super().get_config(), "stddev": self.stddev, "knots": self.knots}
@@ -281,14 +257,13 @@ class WindowCrop(SeriesAugmentation):
             )
         self.scale = (low, high)
 
-    def transform(self, x, draw, lengths):
+    def transform(self, x, draw):
         steps = x.shape[1]
         u = draw([2])
         size = self.scale[0] + (self.scale[1] - self.scale[0]) * u[:, :1]  # [N, 1]
         start = (1.0 - size) * u[:, 1:]
-        last = tf.cast(lengths - 1, tf.float32)  # a window of the valid steps, over them
-        fraction = tf.range(steps, dtype=tf.float32)[None] / tf.maximum(last, 1.0)
-        return resample_steps(x, (start + fraction * size) * last)
+        fraction = tf.linspace(0.0, 1.0, steps)[None]
+        return resample_steps(x, (start + fraction * size) * float(steps - 1))
 
     def get_config(self):
         return {**super().get_config(), "scale": list(self.scale)}
@@ -307,19 +282,18 @@ class SegmentPermutation(SeriesAugmentation):
             )
         self.max_segments = max_segments
 
-    def transform(self, x, draw, lengths):
+    def transform(self, x, draw):
         steps, most = x.shape[1], self.max_segments
         u = draw([2 * most])
         count = 2 + tf.cast(tf.floor(u[:, :1] * (most - 1)), tf.int32)  # [N, 1] in 2..most
-        # Cut points in 1..L-1; cuts beyond the series' segment count move past the end.
-        cuts = 1 + tf.cast(tf.floor(u[:, 1:most] * tf.cast(lengths - 1, tf.float32)), tf.int32)
+        # Cut points in 1..T-1; cuts beyond the series' segment count move past the end.
+        cuts = 1 + tf.cast(tf.floor(u[:, 1:most] * (steps - 1)), tf.int32)  # [N, most - 1]
         active = tf.range(most - 1)[None] < count - 1
         cuts = tf.where(active, cuts, steps)
         t = tf.range(steps)[None, :, None]
         segment = tf.reduce_sum(tf.cast(cuts[:, None, :] <= t, tf.int32), axis=2)  # [N, T]
         rank = tf.argsort(tf.argsort(u[:, most:], axis=1), axis=1)  # a random order of segments
-        rank = tf.where(t[..., 0] < lengths, tf.gather(rank, segment, batch_dims=1), most)
-        key = rank * steps + tf.range(steps)[None]  # the padding (rank `most`) stays last
+        key = tf.gather(rank, segment, batch_dims=1) * steps + tf.range(steps)[None]
         source = tf.argsort(key, axis=1, stable=True)
         return tf.gather(x, source, batch_dims=1)
 
@@ -336,7 +310,7 @@ class ChannelMask(SeriesAugmentation):
         super().__init__(p=p, seed=seed, **kwargs)
         self.rate = check_probability(rate, "ChannelMask rate")
 
-    def transform(self, x, draw, lengths):
+    def transform(self, x, draw):
         if x.shape[2] == 1 or self.rate == 0.0:
             return x
         u = draw([1, x.shape[2]])

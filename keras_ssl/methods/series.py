@@ -27,7 +27,6 @@ import tensorflow as tf
 from keras import layers
 
 from keras_ssl import losses
-from keras_ssl.augment.series import series_lengths
 from keras_ssl.encoders.series import is_series_encoder, serving_model
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods.base import SelfSupervisedModel
@@ -36,7 +35,7 @@ from keras_ssl.pretext._common import batch_size, seed_tensor, uniform_int
 from keras_ssl.validate import check_fraction, check_int
 
 __all__ = ["Forecast", "MaskedSteps", "SegmentOrder", "forecast_mask",
-           "permute_segments", "series_decoder", "step_mask"]
+           "permute_segments", "series_decoder", "series_lengths", "step_mask"]
 
 
 # ----- pretext label makers ---------------------------------------------------------------------
@@ -55,6 +54,22 @@ def step_mask(shape, mask_ratio: float, span: int, seed=None) -> tf.Tensor:
     chosen = tf.math.top_k(scores, k=count, sorted=False).indices
     span_mask = tf.reduce_max(tf.one_hot(chosen, spans, dtype=tf.float32), axis=1)  # [N, spans]
     return tf.repeat(span_mask, span, axis=1)[:, :steps]
+
+
+def series_lengths(x) -> tf.Tensor:
+    """int32 `[N]`: the steps of each series before its zero padding, that is up to its last step
+    with a non-zero channel (`data.series` pads shorter series with zeros at the end). A series of
+    zeros only counts as whole.
+
+    >>> x = np.zeros((2, 5, 1), "float32"); x[0, :3] = 1.0; x[1, 4] = -2.0
+    >>> series_lengths(x).numpy().tolist()
+    [3, 5]
+    """
+    x = tf.convert_to_tensor(x)
+    nonzero = tf.cast(tf.reduce_any(tf.not_equal(x, 0), axis=-1), tf.int32)  # [N, T]
+    steps = tf.shape(x)[1]
+    trailing = tf.argmax(tf.reverse(nonzero, axis=[1]), axis=1, output_type=tf.int32)
+    return tf.where(tf.reduce_any(nonzero > 0, axis=1), steps - trailing, steps)
 
 
 def _lengths(n, steps: int, lengths) -> tf.Tensor:
@@ -291,8 +306,8 @@ class Forecast(_StepReconstruction):
     """Next-step forecasting as a pretext task: the encoder sees each series up to a random step
     c (later steps zeroed, as the padding of a shorter series) and a head predicts steps
     c .. c + horizon - 1 from its feature vector; mean squared error over those steps. In a
-    zero-padded series c is drawn within its own length (`augment.series_lengths`), so the
-    forecast is of the series, not of its padding.
+    zero-padded series c is drawn within its own length (`series_lengths`), so the forecast
+    is of the series, not of its padding.
 
     Args:
         encoder: a series encoder `[N, T, F] -> [N, D]`.
@@ -338,8 +353,7 @@ class SegmentOrder(_SeriesMethod):
     """Segment-order prediction: cut each series into `segments` equal segments, shuffle them by
     one of the `segments!` permutations (drawn per series) and classify which one from the
     encoder's feature vector (cross-entropy; `order_accuracy`). Chance is `1 / segments!`. A
-    zero-padded series is cut within its own length (`augment.series_lengths`), its padding
-    left last.
+    zero-padded series is cut within its own length (`series_lengths`), its padding left last.
 
     Args:
         encoder: a series encoder `[N, T, F] -> [N, D]`.
