@@ -225,8 +225,9 @@ def pretrain(
     if epochs and data.kind == "images" and (
             warning := cls.short_run_warning(steps * epochs, {**preset, **(method_options or {})})):
         if budget and width is None and model.encoder.name == "convnet":
-            warning += (" On a time budget a narrower encoder fits more steps: width 16 (--width 16) "
-                        "fit three times those of the default ConvNet (docs/results.md, The first run).")
+            warning += (" On a time budget a narrower encoder fits more steps: width 16 "
+                        "(--width 16) fit three times those of the default ConvNet "
+                        "(docs/results.md, The first run).")
         warnings.warn(warning, stacklevel=2)
     scorer = _Scorer(model, cls, data, eval_examples, seed) if evaluate_scores else None
     scores = scorer.baseline_and_random_init() if scorer else []

@@ -154,7 +154,6 @@ def test_a_short_run_of_a_slow_starting_method_is_warned_before_training(sources
         "The masked autoencoder learns slowly: in 1- and 3-minute runs on the digits")
 
 
-
 def test_a_short_budget_on_the_default_convnet_names_a_narrower_one(sources):
     """The Quickstart's path: a time budget planned before training, on the default ConvNet."""
     with pytest.warns(UserWarning, match=r"SimCLR learns slowly: .* use autoencoder for a short "
@@ -164,6 +163,7 @@ def test_a_short_budget_on_the_default_convnet_names_a_narrower_one(sources):
                                     minutes=0.005, seed=0, knn_every=0, evaluate_scores=False,
                                     verbose=0, report=False)
     assert result.model.encoder.name == "convnet" and result.steps >= 1
+
 
 def test_the_pipeline_warns_for_the_masked_autoencoder_not_the_plain_one(sources):
     with pytest.warns(UserWarning, match="The masked autoencoder learns slowly"):

@@ -235,7 +235,6 @@ def test_step_mask_forecast_mask_and_segment_permutation():
     np.testing.assert_array_equal(shuffled[labels == 0], x[labels == 0][..., 0])
 
 
-
 def test_padded_series_are_forecast_masked_and_shuffled_within_their_own_length():
     lengths = np.array([12, 40, 7, 25] * 8)
     x = np.zeros((32, 40, 2), "float32")
@@ -264,6 +263,7 @@ def test_masked_steps_do_not_score_the_padding():
     model = MaskedSteps(encoders.ResNet1D((32, 1), width=4, blocks=1), seed=0)
     _, target = model.visible_and_target(tf.constant(x))
     assert target.numpy()[:, 10:].sum() == 0 and target.numpy()[:, :10].sum() > 0
+
 
 # ----- encoders, methods, export ------------------------------------------------------------------
 def test_series_encoders_are_registered_and_refuse_other_kinds():
