@@ -41,7 +41,7 @@ def parse_args(argv=None):
         description="The top direction's share of the held-out embeddings' variance, their "
         "effective rank and kNN accuracy over the first steps of each method.",
         epilog=__doc__.split("\n\n", 2)[2])
-    parser.add_argument("--data", required=True, choices=("digits", *DATA_SETS),
+    parser.add_argument("--data", required=True, choices=DATA_SETS,
                         help="data set, read as benchmarks/quality.py reads it")
     parser.add_argument("--method", action="append", required=True, metavar="M",
                         help=f"a method to train (repeatable): {', '.join(sorted(METHODS))}; "

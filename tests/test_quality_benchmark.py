@@ -55,7 +55,7 @@ def test_an_unknown_data_set_is_refused_with_the_choices(capsys):
     with pytest.raises(SystemExit) as exit_info:
         quality.main(["--data", "mnist", "--method", "simclr", "--minutes", "1"])
     assert exit_info.value.code == 2
-    assert "fashion_mnist or cifar10" in capsys.readouterr().err
+    assert "choose digits, fashion_mnist, cifar10" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("data", ["fashion_mnist", "cifar10"])

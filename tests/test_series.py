@@ -17,6 +17,7 @@ from keras_ssl.methods.series import (
     Forecast,
     MaskedSteps,
     SegmentOrder,
+    cut_segments,
     forecast_mask,
     permute_segments,
     series_lengths,
@@ -257,6 +258,25 @@ def test_padded_series_are_forecast_masked_and_shuffled_within_their_own_length(
     assert permute_segments(x, perms, seed=0)[0].numpy()[0, :12, 0].tolist() == [0] * 12
 
 
+def test_segments_are_cut_per_series_within_their_slots_and_length():
+    x = np.arange(1, 31, dtype="float32")[None, :, None].repeat(64, axis=0)
+    lengths = np.array([30, 12] * 32)
+    x[1::2, 12:] = 0.0
+    whole = cut_segments(x, 3, 10).numpy()[..., 0]
+    np.testing.assert_array_equal(whole[0], np.arange(1, 31).reshape(3, 10))
+    cut = cut_segments(x, 3, 10, gap=0.4, seed=1, lengths=lengths).numpy()[..., 0]
+    slot = lengths[:, None, None] / 3
+    first = cut[..., :1] - 1  # the series' values are their step + 1
+    # Each segment's window (60% of its slot) starts at a random offset and stays in its slot.
+    assert (first >= np.arange(3)[None, :, None] * slot - 1e-4).all()
+    assert (cut[..., -1:] - 1 <= (np.arange(3)[None, :, None] + 1) * slot - 1 + 1e-4).all()
+    assert len({round(float(v), 3) for v in first[::2, 1, 0]}) > 20  # drawn per series
+    assert cut[1::2].max() <= 12  # never the padding
+    jitted = tf.function(lambda v: cut_segments(v, 3, 10, gap=0.4, seed=1, lengths=lengths),
+                         jit_compile=True)
+    np.testing.assert_allclose(jitted(tf.constant(x)).numpy()[..., 0], cut, atol=1e-5)
+
+
 def test_masked_steps_do_not_score_the_padding():
     x = np.zeros((8, 32, 1), "float32")
     x[:, :10] = 1.0
@@ -356,12 +376,33 @@ def test_a_method_refuses_an_encoder_of_a_kind_it_does_not_learn_from():
         keras_ssl.RotNet(encoders.ResNet1D((16, 2), width=4, blocks=1))
 
 
+@pytest.mark.parametrize("make", [lambda: encoders.ResNet1D((30, 2), width=4, blocks=1),
+                                  lambda: encoders.SeriesTransformer((30, 2), embed_dim=8,
+                                                                     num_heads=2, num_layers=1)])
+def test_siamese_segment_order_encodes_each_segment_apart(make):
+    model = SegmentOrder(make(), siamese=True, gap=0.2, seed=0)
+    segments = tf.random.stateless_normal((4, 3, 10, 2), seed=[0, 1])
+    features = model.encode_segments(segments, training=False).numpy().reshape(4, 3, -1)
+    changed = tf.concat([segments[:, :1] * 3.0, segments[:, 1:]], axis=1)
+    again = model.encode_segments(changed, training=False).numpy().reshape(4, 3, -1)
+    # A segment's features do not see the others, so the order is told from their contents.
+    np.testing.assert_allclose(again[:, 1:], features[:, 1:], atol=1e-5)
+    assert np.abs(again[:, 0] - features[:, 0]).max() > 1e-3
+    model.compile(optimizer="adam")
+    history = model.fit(_waves(8, 30, 2)[0], batch_size=8, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0]) and 0 <= history["order_accuracy"][0] <= 1
+
+
 def test_series_method_saves_and_loads(tmp_path):
-    model = SegmentOrder(encoders.ResNet1D((30, 1), width=4), segments=4)
+    model = SegmentOrder(encoders.ResNet1D((30, 1), width=4), segments=4, siamese=True, gap=0.2)
     path = tmp_path / "m.keras"
     model.save(path)
     restored = keras.saving.load_model(path)
     assert isinstance(restored, SegmentOrder) and restored.segments == 4
+    assert restored.siamese and restored.gap == 0.2
+    config = model.get_config()
+    del config["siamese"]  # as saved before the option: the shuffled series, encoded whole
+    assert not SegmentOrder.from_config(config).siamese
     x = np.random.default_rng(0).normal(size=(2, 30, 1)).astype("float32")
     np.testing.assert_allclose(restored(x).numpy(), model(x).numpy(), atol=1e-5)
     for cls in (MaskedSteps, Forecast):

@@ -12,6 +12,7 @@ ones keras-ssl builds for you:
   `[N, L]` to per-position features `[N, L, D]`, for the masked language model;
   `MaskedMeanPooling` averages them over the non-padding tokens.
 - `build(name, input_shape, width)`: any registered encoder by name (`ENCODERS`).
+- `shared_weights_at(encoder, size)`: the same weights on inputs of another size.
 """
 
 from keras_ssl.encoders.convnets import ConvNet, ResNet
@@ -50,3 +51,8 @@ __all__ += ["applications"]
 from keras_ssl.encoders import hub  # noqa: E402
 
 __all__ += ["hub"]
+
+# One encoder's weights on inputs of another size (local crops, tiles, series segments).
+from keras_ssl.encoders.shared import shared_weights_at  # noqa: E402
+
+__all__ += ["shared_weights_at"]

@@ -16,7 +16,7 @@ from keras import layers
 
 from keras_ssl import losses
 from keras_ssl.augment.multicrop import MultiCrop
-from keras_ssl.encoders.vit import PatchEmbedding
+from keras_ssl.encoders.shared import shared_weights_at
 from keras_ssl.methods._momentum import (
     MomentumTargetMixin,
     check_momentum,
@@ -73,27 +73,6 @@ def dino_head(input_dim, output_dim=1024, hidden_dim=512, bottleneck_dim=128, na
     x = layers.Dense(bottleneck_dim, name="bottleneck")(x)
     x = L2Normalize(name="l2_normalize")(x)
     return keras.Model(inputs, NormalizedDense(output_dim, name="prototypes")(x), name=name)
-
-
-def shared_weights_at(encoder: keras.Model, image_size) -> keras.Model | None:
-    """The encoder's layers applied to `image_size` inputs (same weights), or None if they cannot.
-
-    Convolutional encoders with global pooling can; a ViT cannot (its position embedding has one
-    entry per patch of the size it was built for).
-    """
-    if any(isinstance(layer, PatchEmbedding) for layer in encoder.layers):
-        return None
-    try:
-        inputs = keras.Input(shape=(*image_size, encoder.input_shape[-1]), name="local_images")
-        model = keras.models.clone_model(encoder, input_tensors=inputs,
-                                         clone_function=lambda layer: layer)
-        out = model(tf.zeros((2, *image_size, encoder.input_shape[-1])), training=False)
-    except Exception:  # noqa: BLE001 - any failure means: resize the local crops instead
-        return None
-    if tuple(out.shape) != (2, encoder.output_shape[-1]) or len(model.weights) != len(
-            encoder.weights) or any(a is not b for a, b in zip(model.weights, encoder.weights, strict=True)):
-        return None
-    return model
 
 
 @register_method("dino")

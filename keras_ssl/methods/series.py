@@ -28,13 +28,14 @@ from keras import layers
 
 from keras_ssl import losses
 from keras_ssl.encoders.series import is_series_encoder, serving_model
+from keras_ssl.encoders.shared import shared_weights_at
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods.base import SelfSupervisedModel
 from keras_ssl.methods.registry import register_method
-from keras_ssl.pretext._common import batch_size, seed_tensor, uniform_int
+from keras_ssl.pretext._common import batch_size, seed_tensor, split_seed, uniform_int
 from keras_ssl.validate import check_fraction, check_int
 
-__all__ = ["Forecast", "MaskedSteps", "SegmentOrder", "forecast_mask",
+__all__ = ["Forecast", "MaskedSteps", "SegmentOrder", "cut_segments", "forecast_mask",
            "permute_segments", "series_decoder", "series_lengths", "step_mask"]
 
 
@@ -124,6 +125,38 @@ def permute_segments(x, permutations, seed=None, lengths=None):
     source = tf.gather(order, slot, batch_dims=1) * size + t % size  # [N, T]
     source = tf.where(t < segments * size, source, t)
     return tf.gather(x, source, batch_dims=1), labels
+
+
+def cut_segments(x, segments: int, size: int, gap: float = 0.0, seed=None, lengths=None):
+    """float32 `[N, K, size, F]`: each series' K segments in order, each a window of `1 - gap` of
+    its slot (a K-th of the series' length, `lengths` when given) at a random offset within the
+    slot, resampled linearly to `size` steps. Without a gap, a slot of `size` steps is copied
+    as it is; a gap keeps neighbouring segments from meeting, so their ends do not give away
+    which follows which.
+
+    >>> x = np.arange(6, dtype="float32").reshape(1, 6, 1)
+    >>> cut_segments(x, 3, 2)[0, :, :, 0].numpy().tolist()
+    [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    steps = x.shape[1]
+    n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+    length = tf.cast(_lengths(n, steps, lengths), tf.float32)  # [N, 1]
+    slot = length / segments
+    width = (1.0 - gap) * slot
+    resolution = 2**24
+    u = tf.cast(uniform_int([n, segments], seed_tensor(seed), 0, resolution), tf.float32)
+    start = tf.range(segments, dtype=tf.float32)[None] * slot + u / resolution * (slot - width)
+    stride = tf.maximum(width - 1.0, 0.0) / max(size - 1, 1)  # [N, 1]
+    position = start[..., None] + stride[..., None] * tf.range(size, dtype=tf.float32)
+    position = tf.clip_by_value(position, 0.0, length[..., None] - 1.0)  # [N, K, size]
+    below = tf.floor(position)
+    frac = tf.reshape(position - below, [n, segments * size, 1])
+    below = tf.cast(below, tf.int32)
+    above = tf.minimum(below + 1, tf.cast(length[..., None], tf.int32) - 1)
+    flat = [tf.reshape(i, [n, segments * size]) for i in (below, above)]
+    low, high = (tf.gather(x, i, batch_dims=1) for i in flat)
+    return tf.reshape(low + (high - low) * frac, [n, segments, size, x.shape[2]])
 
 
 def series_decoder(feature_dim: int, output_shape, hidden_dim: int = 256,
@@ -351,13 +384,22 @@ class Forecast(_StepReconstruction):
 @keras.saving.register_keras_serializable(package="keras_ssl")
 class SegmentOrder(_SeriesMethod):
     """Segment-order prediction: cut each series into `segments` equal segments, shuffle them by
-    one of the `segments!` permutations (drawn per series) and classify which one from the
-    encoder's feature vector (cross-entropy; `order_accuracy`). Chance is `1 / segments!`. A
-    zero-padded series is cut within its own length (`series_lengths`), its padding left last.
+    one of the `segments!` permutations (drawn per series) and classify which one (cross-entropy;
+    `order_accuracy`). Chance is `1 / segments!`. A zero-padded series is cut within its own
+    length (`series_lengths`).
+
+    With `siamese=True` (the default) each segment goes through the encoder on its own, at its
+    own length where the encoder allows (`encoders.shared_weights_at`; a Transformer with one
+    position per step sees it as a series zero-padded to T steps), and the classifier reads the
+    segments' features side by side: Jigsaw's context-free network, so the order is told from
+    what each segment holds, not from the jumps where shuffled segments meet (`cut_segments`).
+    With `siamese=False` the encoder sees the whole shuffled series (`permute_segments`).
 
     Args:
         encoder: a series encoder `[N, T, F] -> [N, D]`.
         segments: segments per series, 2 to 5 (2, 6, 24 or 120 classes).
+        siamese: encode the segments apart (True) or the shuffled series whole (False).
+        gap: with `siamese`, the share of each segment's slot left out (`cut_segments`).
 
     Example:
     >>> import numpy as np, keras_ssl
@@ -367,7 +409,8 @@ class SegmentOrder(_SeriesMethod):
     ['loss', 'order_accuracy']
     """
 
-    def __init__(self, encoder, augmenter=None, *, segments: int = 3, seed=None, **kwargs):
+    def __init__(self, encoder, augmenter=None, *, segments: int = 3, siamese: bool = True,
+                 gap: float = 0.0, seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
         self.segments = check_int(segments, "segments", least=2)
         if self.segments > 5 or self.steps // self.segments < 1:
@@ -375,23 +418,51 @@ class SegmentOrder(_SeriesMethod):
                 f"segments must lie in 2..{min(5, self.steps)} (at most 5: 120 orders), got "
                 f"{segments!r}."
             )
+        self.siamese = bool(siamese)
+        self.gap = 0.0 if gap == 0 else check_fraction(gap, "gap")
         self.permutations = np.array(list(itertools.permutations(range(self.segments))), np.int32)
+        inputs = self.feature_dim * (self.segments if self.siamese else 1)
         self.classifier = keras.Sequential(
-            [keras.Input((self.feature_dim,)), layers.Dense(len(self.permutations),
-                                                            name="order_logits")],
+            [keras.Input((inputs,)), layers.Dense(len(self.permutations), name="order_logits")],
             name="order_head",
         )
         self.accuracy_tracker = keras.metrics.Mean(name="order_accuracy")
+        self.segment_steps = self.steps // self.segments
+        # Kept out of Keras' tracking: it shares the encoder's weights.
+        object.__setattr__(self, "_segment_encoder", shared_weights_at(
+            self.encoder, (self.segment_steps,)) if self.siamese else None)
+
+    def encode_segments(self, segments, training):
+        """`[N, K, S, F]` -> `[N, K * D]`: each segment through the encoder on its own (at its own
+        length where the encoder allows, else as a series zero-padded to T steps)."""
+        n, count = tf.shape(segments)[0], self.segments
+        flat = tf.reshape(segments, [-1, self.segment_steps, self.channels])
+        if self._segment_encoder is not None:
+            features = self._segment_encoder(flat, training=training)
+        else:
+            flat = tf.pad(flat, [[0, 0], [0, self.steps - self.segment_steps], [0, 0]])
+            features = self.encoder(flat, training=training)
+        return tf.reshape(features, [n, count * self.feature_dim])
 
     def method_metrics(self):
         return [self.accuracy_tracker]
 
     def compute_ssl_loss(self, inputs, labels, training):
         x = self.views(inputs)
-        shuffled, order = permute_segments(x, self.permutations, seed=self.seed_generator.next(),
-                                           lengths=series_lengths(x))
-        logits = tf.cast(self.classifier(self.encoder(shuffled, training=training),
-                                         training=training), tf.float32)
+        if self.siamese:
+            cut_seed, order_seed = split_seed(self.seed_generator.next(), 2)
+            cut = cut_segments(x, self.segments, self.segment_steps, self.gap, seed=cut_seed,
+                               lengths=series_lengths(x))
+            order = uniform_int([batch_size(x)], order_seed, 0, len(self.permutations))
+            shuffled = tf.gather(cut, tf.gather(tf.constant(self.permutations), order),
+                                 batch_dims=1)
+            features = self.encode_segments(shuffled, training)
+        else:
+            shuffled, order = permute_segments(x, self.permutations,
+                                               seed=self.seed_generator.next(),
+                                               lengths=series_lengths(x))
+            features = self.encoder(shuffled, training=training)
+        logits = tf.cast(self.classifier(features, training=training), tf.float32)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(order, logits))
         accuracy = tf.reduce_mean(tf.cast(
             tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), order), tf.float32))
@@ -399,5 +470,11 @@ class SegmentOrder(_SeriesMethod):
         return loss
 
     def get_config(self):
-        return {**super().get_config(), "segments": self.segments}
+        return {**super().get_config(), "segments": self.segments, "siamese": self.siamese,
+                "gap": self.gap}
+
+    @classmethod
+    def from_config(cls, config):
+        # Configs saved before `siamese` existed describe a whole-series classifier.
+        return super().from_config({"siamese": False, **config})
 
