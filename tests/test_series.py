@@ -394,15 +394,17 @@ def test_siamese_segment_order_encodes_each_segment_apart(make):
 
 
 def test_series_method_saves_and_loads(tmp_path):
-    model = SegmentOrder(encoders.ResNet1D((30, 1), width=4), segments=4, siamese=True, gap=0.2)
+    model = SegmentOrder(encoders.ResNet1D((30, 1), width=4), segments=4, siamese=True, gap=0.2,
+                         hidden_dim=8)
     path = tmp_path / "m.keras"
     model.save(path)
     restored = keras.saving.load_model(path)
     assert isinstance(restored, SegmentOrder) and restored.segments == 4
-    assert restored.siamese and restored.gap == 0.2
+    assert restored.siamese and restored.gap == 0.2 and restored.hidden_dim == 8
     config = model.get_config()
-    del config["siamese"]  # as saved before the option: the shuffled series, encoded whole
-    assert not SegmentOrder.from_config(config).siamese
+    del config["siamese"], config["hidden_dim"]  # as saved before: the shuffled series whole,
+    old = SegmentOrder.from_config(config)  # a linear classifier
+    assert not old.siamese and old.hidden_dim is None
     x = np.random.default_rng(0).normal(size=(2, 30, 1)).astype("float32")
     np.testing.assert_allclose(restored(x).numpy(), model(x).numpy(), atol=1e-5)
     for cls in (MaskedSteps, Forecast):

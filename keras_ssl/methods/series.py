@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from keras_ssl import losses
+from keras_ssl import heads, losses
 from keras_ssl.encoders.series import is_series_encoder, serving_model
 from keras_ssl.encoders.shared import shared_weights_at
 from keras_ssl.errors import KerasSSLError
@@ -391,15 +391,17 @@ class SegmentOrder(_SeriesMethod):
     With `siamese=True` (the default) each segment goes through the encoder on its own, at its
     own length where the encoder allows (`encoders.shared_weights_at`; a Transformer with one
     position per step sees it as a series zero-padded to T steps), and the classifier reads the
-    segments' features side by side: Jigsaw's context-free network, so the order is told from
-    what each segment holds, not from the jumps where shuffled segments meet (`cut_segments`).
-    With `siamese=False` the encoder sees the whole shuffled series (`permute_segments`).
+    segments' features side by side through one hidden layer: Jigsaw's context-free network, so
+    the order is told from what each segment holds, not from the jumps where shuffled segments
+    meet (`cut_segments`). With `siamese=False` the encoder sees the whole shuffled series
+    (`permute_segments`).
 
     Args:
         encoder: a series encoder `[N, T, F] -> [N, D]`.
         segments: segments per series, 2 to 5 (2, 6, 24 or 120 classes).
         siamese: encode the segments apart (True) or the shuffled series whole (False).
         gap: with `siamese`, the share of each segment's slot left out (`cut_segments`).
+        hidden_dim: hidden units of the order classifier (None: a linear classifier).
 
     Example:
     >>> import numpy as np, keras_ssl
@@ -410,7 +412,7 @@ class SegmentOrder(_SeriesMethod):
     """
 
     def __init__(self, encoder, augmenter=None, *, segments: int = 3, siamese: bool = True,
-                 gap: float = 0.0, seed=None, **kwargs):
+                 gap: float = 0.0, hidden_dim: int | None = 256, seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
         self.segments = check_int(segments, "segments", least=2)
         if self.segments > 5 or self.steps // self.segments < 1:
@@ -422,10 +424,14 @@ class SegmentOrder(_SeriesMethod):
         self.gap = 0.0 if gap == 0 else check_fraction(gap, "gap")
         self.permutations = np.array(list(itertools.permutations(range(self.segments))), np.int32)
         inputs = self.feature_dim * (self.segments if self.siamese else 1)
-        self.classifier = keras.Sequential(
-            [keras.Input((inputs,)), layers.Dense(len(self.permutations), name="order_logits")],
-            name="order_head",
-        )
+        self.hidden_dim = None if hidden_dim is None else check_int(hidden_dim, "hidden_dim",
+                                                                    least=1)
+        self.classifier = (
+            heads.classifier_head(inputs, len(self.permutations), self.hidden_dim,
+                                  name="order_head") if self.hidden_dim else
+            keras.Sequential([keras.Input((inputs,)), layers.Dense(len(self.permutations),
+                                                                    name="order_logits")],
+                             name="order_head"))
         self.accuracy_tracker = keras.metrics.Mean(name="order_accuracy")
         self.segment_steps = self.steps // self.segments
         # Kept out of Keras' tracking: it shares the encoder's weights.
@@ -471,10 +477,11 @@ class SegmentOrder(_SeriesMethod):
 
     def get_config(self):
         return {**super().get_config(), "segments": self.segments, "siamese": self.siamese,
-                "gap": self.gap}
+                "gap": self.gap, "hidden_dim": self.hidden_dim}
 
     @classmethod
     def from_config(cls, config):
-        # Configs saved before `siamese` existed describe a whole-series classifier.
-        return super().from_config({"siamese": False, **config})
+        # Configs saved before `siamese` and `hidden_dim` existed describe a linear classifier
+        # of the whole shuffled series.
+        return super().from_config({"siamese": False, "hidden_dim": None, **config})
 
