@@ -49,3 +49,20 @@ def test_build_by_name_and_default_for_input():
 def test_bad_encoder_settings_raise_clear_errors(call, message):
     with pytest.raises(KerasSSLError, match=message):
         call()
+
+
+def test_shared_weights_at_another_size_or_none_for_a_position_embedding():
+    convnet = encoders.ConvNet((32, 32, 3), width=4)
+    small = encoders.shared_weights_at(convnet, (16, 16))
+    assert small.input_shape == (None, 16, 16, 3)
+    assert [id(w) for w in small.weights] == [id(w) for w in convnet.weights]
+    image = np.random.default_rng(0).random((1, 16, 16, 3)).astype("float32")
+    before = small(image).numpy()
+    first = convnet.trainable_weights[0]
+    first.assign(first * 2.0)  # a change to the encoder is a change to the view
+    assert np.abs(small(image).numpy() - before).max() > 1e-4
+    assert encoders.shared_weights_at(
+        encoders.ViT((32, 32, 3), hidden_dim=8, num_layers=1, num_heads=2, mlp_dim=8),
+        (16, 16)) is None
+    assert encoders.shared_weights_at(
+        encoders.SeriesTransformer((30, 2), embed_dim=8, num_heads=2, num_layers=1), (10,)) is None
