@@ -380,7 +380,12 @@ def test_a_method_refuses_an_encoder_of_a_kind_it_does_not_learn_from():
                                   lambda: encoders.SeriesTransformer((30, 2), embed_dim=8,
                                                                      num_heads=2, num_layers=1)])
 def test_siamese_segment_order_encodes_each_segment_apart(make):
-    model = SegmentOrder(make(), siamese=True, gap=0.2, seed=0)
+    encoder = make()
+    with pytest.raises(KerasSSLError, match="gap must be a number strictly between 0 and 1"):
+        SegmentOrder(encoder, gap=1.0)
+    with pytest.raises(KerasSSLError, match="hidden_dim must be an integer of at least 1"):
+        SegmentOrder(encoder, hidden_dim=0)
+    model = SegmentOrder(encoder, siamese=True, gap=0.2, seed=0)
     segments = tf.random.stateless_normal((4, 3, 10, 2), seed=[0, 1])
     features = model.encode_segments(segments, training=False).numpy().reshape(4, 3, -1)
     changed = tf.concat([segments[:, :1] * 3.0, segments[:, 1:]], axis=1)

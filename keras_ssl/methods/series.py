@@ -27,6 +27,7 @@ import tensorflow as tf
 from keras import layers
 
 from keras_ssl import heads, losses
+from keras_ssl.augment.series import resample_steps
 from keras_ssl.encoders.series import is_series_encoder, serving_model
 from keras_ssl.encoders.shared import shared_weights_at
 from keras_ssl.errors import KerasSSLError
@@ -150,13 +151,8 @@ def cut_segments(x, segments: int, size: int, gap: float = 0.0, seed=None, lengt
     stride = tf.maximum(width - 1.0, 0.0) / max(size - 1, 1)  # [N, 1]
     position = start[..., None] + stride[..., None] * tf.range(size, dtype=tf.float32)
     position = tf.clip_by_value(position, 0.0, length[..., None] - 1.0)  # [N, K, size]
-    below = tf.floor(position)
-    frac = tf.reshape(position - below, [n, segments * size, 1])
-    below = tf.cast(below, tf.int32)
-    above = tf.minimum(below + 1, tf.cast(length[..., None], tf.int32) - 1)
-    flat = [tf.reshape(i, [n, segments * size]) for i in (below, above)]
-    low, high = (tf.gather(x, i, batch_dims=1) for i in flat)
-    return tf.reshape(low + (high - low) * frac, [n, segments, size, x.shape[2]])
+    values = resample_steps(x, tf.reshape(position, [n, segments * size]))
+    return tf.reshape(values, [n, segments, size, x.shape[2]])
 
 
 def series_decoder(feature_dim: int, output_shape, hidden_dim: int = 256,
