@@ -22,7 +22,7 @@ import statistics
 import time
 
 KERAS_IO_WIDTH = 128  # keras-io semisupervised_simclr.py's encoder and head width
-KINDS = ("kerasio", "resnet18")
+KINDS = ("kerasio", "resnet18")  # the timed steps; encoders() also has "convnet"
 
 
 def available() -> bool:
@@ -74,7 +74,23 @@ def encoders():
         layers += [nn.Flatten(), nn.Linear(width * size * size, width), nn.ReLU()]
         return nn.Sequential(*layers), width
 
-    return {"resnet18": resnet18, "kerasio": kerasio}
+    def convnet(image_size, width=32):
+        # keras_ssl.encoders.ConvNet: 4 stages of conv-BN-ReLU twice, the first three halving the
+        # resolution with a max-pool while it is 2 px or more, then global average pooling.
+        layers, cin, size = [], 3, image_size
+        for stage in range(4):
+            cout = width * 2 ** min(stage, 2)
+            for _ in range(2):
+                layers += [nn.Conv2d(cin, cout, 3, 1, 1, bias=False),
+                           nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1), nn.ReLU()]
+                cin = cout
+            if stage < 3 and size >= 2:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        return nn.Sequential(*layers), cin
+
+    return {"resnet18": resnet18, "kerasio": kerasio, "convnet": convnet}
 
 
 def projection_head(dim: int, out: int = 128):

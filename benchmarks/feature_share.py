@@ -10,16 +10,26 @@ DINO let one feature grow over the others in their first hundreds of steps, and 
 sees little else; the methods with negatives or a decorrelation term do not. The monitor warns
 past `collapse.MAX_TOP_SHARE`; this benchmark is where that threshold comes from.
 
+`--reference lightly_simsiam` and `--reference lightly_byol` add lightly's own SimSiam and BYOL
+on the same ConvNet written in PyTorch (`_lightly_quality.py`, in a process of its own, run by
+`--torch-python`, an interpreter with torch and lightly), scored here the same way;
+`lightly_simsiam:adamw` trains it with keras_ssl's optimizer instead of lightly's SGD.
+
     python benchmarks/feature_share.py --data digits --image-size 16 --steps 120 --every 24 \\
         --method simclr --method simsiam --method byol
     python benchmarks/feature_share.py --data cifar10 --steps 120 --every 40 --method byol
+    python benchmarks/feature_share.py --data digits --image-size 16 --steps 120 --every 40 \\
+        --method simsiam --reference lightly_simsiam --torch-python /tmp/torchvenv/bin/python
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -31,6 +41,7 @@ from keras_ssl import data as data_lib  # noqa: E402
 from keras_ssl.errors import KerasSSLError  # noqa: E402
 from keras_ssl.methods import METHODS  # noqa: E402
 
+REFERENCES = ("lightly_simsiam", "lightly_byol")
 COLUMNS = [("method", "method", ""), ("steps", "steps", "d"), ("top_share", "top share", ".3f"),
            ("effective_rank", "effective rank", ".1f"), ("knn_accuracy", "kNN", ".3f")]
 
@@ -43,9 +54,15 @@ def parse_args(argv=None):
         epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("--data", required=True, choices=DATA_SETS,
                         help="data set, read as benchmarks/quality.py reads it")
-    parser.add_argument("--method", action="append", required=True, metavar="M",
+    parser.add_argument("--method", action="append", default=[], metavar="M",
                         help=f"a method to train (repeatable): {', '.join(sorted(METHODS))}; "
                         "M:NAME=VALUE,... adds method options, e.g. byol:output_bn=false")
+    parser.add_argument("--reference", action="append", default=[], metavar="R",
+                        help=f"lightly's own method (repeatable): {', '.join(REFERENCES)}; "
+                        "R:adamw trains it with keras_ssl's AdamW instead of lightly's SGD")
+    parser.add_argument("--torch-python", default=sys.executable, metavar="PYTHON",
+                        help="the interpreter with torch and lightly that runs --reference "
+                        "(this one)")
     parser.add_argument("--steps", type=int, default=120, metavar="N",
                         help="training steps of each method (120)")
     parser.add_argument("--every", type=int, default=24, metavar="K",
@@ -60,6 +77,13 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="(0)")
     parser.add_argument("--json", default=None, metavar="FILE", help="write the rows here")
     args = parser.parse_args(argv)
+    if not args.method and not args.reference:
+        parser.error("give at least one --method (or --reference), e.g. --method simsiam")
+    unknown = [r for r in args.reference if r.split(":")[0] not in REFERENCES
+               or r.split(":")[1:] not in ([], ["adamw"])]
+    if unknown:
+        parser.error(f"--reference {unknown[0]!r} is not one of {', '.join(REFERENCES)} "
+                     "(with :adamw or nothing after it)")
     if args.every < 1 or args.steps < args.every or args.steps % args.every:
         parser.error("--steps must be a multiple of --every, both at least 1")
     # What quality.py's loaders and builders read.
@@ -109,6 +133,42 @@ def trajectory(spec, split, args) -> list[dict]:
     return measure.rows
 
 
+def reference_trajectory(spec, split, args) -> list[dict]:
+    """The same rows for lightly's own method (`_lightly_quality.py` in a process of its own)."""
+    name, _, optimizer = spec.partition(":")
+    found = subprocess.run([args.torch_python, "-c", "import torch, lightly"],
+                           capture_output=True, text=True)
+    if found.returncode:
+        raise KerasSSLError(f"--reference {spec} needs torch and lightly in --torch-python "
+                            f"{args.torch_python}: pip install torch lightly there, or name an "
+                            "interpreter that has them")
+    with tempfile.TemporaryDirectory(prefix="keras_ssl_lightly_") as folder:
+        images, out = Path(folder) / "images.npz", Path(folder) / "features.npz"
+        np.savez(images, x_train=split.x_train, x_memory=split.x_memory, x_test=split.x_test)
+        command = [args.torch_python, str(Path(__file__).with_name("_lightly_quality.py")),
+                   "--method", name.removeprefix("lightly_"), "--data", str(images),
+                   "--out", str(out), "--steps", str(args.steps), "--every", str(args.every),
+                   "--batch-size", str(args.batch_size), "--seed", str(args.seed),
+                   "--optimizer", optimizer or "sgd"]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode:
+            raise KerasSSLError(f"{spec} failed (exit {result.returncode}):\n"
+                                f"{result.stderr[-2000:]}")
+        with np.load(out) as arrays:
+            features = {key: arrays[key] for key in arrays.files}
+    rows = []
+    for step in range(0, args.steps + 1, args.every):
+        test, memory = features[f"test_{step}"], features[f"memory_{step}"]
+        rows.append({"method": spec, "steps": step,
+                     "top_share": collapse.top_direction_share(test),
+                     "effective_rank": collapse.effective_rank(test),
+                     "knn_accuracy": evaluate.knn_accuracy(memory, split.y_memory, test,
+                                                           split.y_test)})
+        print("  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in rows[-1].items()), flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -123,6 +183,8 @@ def main(argv=None) -> int:
             split.x_train, split.x_memory, split.x_test = (
                 resize(x, args.image_size) for x in (split.x_train, split.x_memory, split.x_test))
         rows = [row for name in args.method for row in trajectory(name, split, args)]
+        rows += [row for spec in args.reference
+                 for row in reference_trajectory(spec, split, args)]
     except KerasSSLError as err:
         print(f"feature_share.py: error: {err}", file=sys.stderr)
         return 2
