@@ -136,12 +136,6 @@ def trajectory(spec, split, args) -> list[dict]:
 def reference_trajectory(spec, split, args) -> list[dict]:
     """The same rows for lightly's own method (`_lightly_quality.py` in a process of its own)."""
     name, _, optimizer = spec.partition(":")
-    found = subprocess.run([args.torch_python, "-c", "import torch, lightly"],
-                           capture_output=True, text=True)
-    if found.returncode:
-        raise KerasSSLError(f"--reference {spec} needs torch and lightly in --torch-python "
-                            f"{args.torch_python}: pip install torch lightly there, or name an "
-                            "interpreter that has them")
     with tempfile.TemporaryDirectory(prefix="keras_ssl_lightly_") as folder:
         images, out = Path(folder) / "images.npz", Path(folder) / "features.npz"
         np.savez(images, x_train=split.x_train, x_memory=split.x_memory, x_test=split.x_test)
@@ -176,6 +170,11 @@ def main(argv=None) -> int:
     info["command"] = shlex.join(["python", "benchmarks/feature_share.py", *argv])
     print_machine(info)
     try:
+        if args.reference and subprocess.run([args.torch_python, "-c", "import torch, lightly"],
+                                             capture_output=True).returncode:
+            raise KerasSSLError(f"--reference {args.reference[0]} needs torch and lightly in "
+                                f"--torch-python {args.torch_python}: pip install torch lightly "
+                                "there, or name an interpreter that has them")
         split = load_split(args)
         split.x_test = split.x_test[:args.test_examples]
         split.y_test = split.y_test[:args.test_examples]
