@@ -3,7 +3,8 @@
 Caron et al. (2021): each image gets 2 global crops and several small local crops
 (`augment.MultiCrop`); the teacher (a moving average of the student) sees the global crops, the
 student all of them, and the student's softmax is trained towards the teacher's centred and
-sharpened one. The teacher temperature warms up from 0.04 to 0.07.
+sharpened one. The teacher temperature warms up from 0.04 to 0.07. As in the paper, the teacher's
+encoder is the one evaluated and exported (`model.embedding_encoder`).
 
     python examples/dino.py                 # digits, a few minutes on 2 CPU cores
     python examples/dino.py --quick         # seconds (what the tests run)

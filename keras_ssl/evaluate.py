@@ -23,7 +23,8 @@ def _as_callable(encoder_or_path):
         if hasattr(model, "preprocess") and hasattr(model, "encoder") and (
             getattr(model, "encoder_output_rank", 2) == 2
         ):
-            return lambda x: model.encoder(model.preprocess(x), training=False)
+            encoder = getattr(model, "embedding_encoder", model.encoder)
+            return lambda x: encoder(model.preprocess(x), training=False)
         return lambda x: model(x, training=False)
     loaded = tf.saved_model.load(str(resolve_version(encoder_or_path)))
     (name, spec), = loaded.signatures["serving_default"].structured_input_signature[1].items()

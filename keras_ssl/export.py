@@ -62,9 +62,10 @@ INPUT_DTYPES["series"] = tf.float32
 
 
 def _serving_model_of(model) -> keras.Model:
-    if is_series_encoder(getattr(model, "encoder", model)):
+    encoder = getattr(model, "embedding_encoder", getattr(model, "encoder", model))
+    if is_series_encoder(encoder):
         # Any method on series (SimCLR included) exports its encoder behind a `series` input.
-        return series_serving_model(getattr(model, "encoder", model))
+        return series_serving_model(encoder)
     if hasattr(model, "serving_model"):
         return model.serving_model()
     if isinstance(model, keras.Model):

@@ -153,6 +153,30 @@ def test_dino_teacher_temperature_warms_up_and_center_follows_the_teacher():
     assert np.any(model.center.numpy())
 
 
+def test_dino_embeds_and_exports_with_the_teacher_as_the_paper_evaluates(tmp_path):
+    model, x = _tiny("dino")
+    model.compile(optimizer=keras.optimizers.SGD(0.5), run_eagerly=True)
+    model.train_on_batch(tf.constant(x))
+    images = model.preprocess(x)
+    teacher = model.teacher_encoder(images, training=False).numpy()
+    student = model.encoder(images, training=False).numpy()
+    assert not np.allclose(teacher, student, atol=1e-4)  # one step apart
+    assert model.embedding_encoder is model.teacher_encoder
+    np.testing.assert_allclose(model(x), teacher, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(keras_ssl.evaluate.embed(model, x), teacher, rtol=1e-5, atol=1e-6)
+    path = keras_ssl.export_encoder(model, tmp_path / "dino")
+    np.testing.assert_allclose(keras_ssl.evaluate.embed(path, x), teacher, rtol=1e-4, atol=1e-5)
+    tuned = keras_ssl.load_encoder(path, trainable=True)  # fine-tuning the teacher's weights
+    assert len(tuned.trainable_weights) == len(model.encoder.trainable_weights)
+    # The student on request; configs saved before the option embed as they did, with it.
+    for config in ({**model.get_config(), "teacher_embeddings": False},
+                   {k: v for k, v in model.get_config().items() if k != "teacher_embeddings"}):
+        student_model = keras_ssl.DINO.from_config(config)
+        student_model.set_weights(model.get_weights())
+        assert student_model.embedding_encoder is student_model.encoder
+        np.testing.assert_allclose(student_model(x), student, rtol=1e-5, atol=1e-6)
+
+
 def test_dino_local_views_shared_weights_for_convnets_resize_for_vits():
     model, x = _tiny("dino")
     local, mode = model.local_encoder((8, 8))

@@ -132,9 +132,16 @@ class SelfSupervisedModel(keras.Model):
         # Listing them here makes Keras reset them at each epoch.
         return [self.loss_tracker, *self.method_metrics(), *self.probe_metrics]
 
+    @property
+    def embedding_encoder(self) -> keras.Model:
+        """The encoder whose features are the method's embeddings (`call`, evaluation, monitors,
+        export): `encoder`, or another where the method's paper evaluates another (DINO's
+        teacher)."""
+        return self.encoder
+
     def call(self, inputs, training=False):
-        """Embeddings of a batch: the encoder applied to preprocessed inputs."""
-        return self.encoder(self.preprocess(inputs), training=training)
+        """Embeddings of a batch: `embedding_encoder` applied to preprocessed inputs."""
+        return self.embedding_encoder(self.preprocess(inputs), training=training)
 
     def preprocess(self, inputs):
         """Deterministic inference preprocessing: uint8 or [0,1] images to the encoder's size."""
@@ -393,7 +400,7 @@ class SelfSupervisedModel(keras.Model):
     # ----- export -----------------------------------------------------------------------------
     def serving_model(self) -> keras.Model:
         """A functional model from raw inputs (uint8 images / float vectors) to embeddings."""
-        return encoders.serving_model(self.encoder)
+        return encoders.serving_model(self.embedding_encoder)
 
     # ----- serialization ----------------------------------------------------------------------
     def get_config(self):

@@ -6,6 +6,8 @@ hidden, 128 bottleneck, 1024 prototypes, not 2048/256/65536); the teacher moment
 (30 of 100 epochs in the paper) rather than a number of epochs; local crops of ViT encoders are
 resized up to the global size (a ViT's position embedding is fixed to one patch grid), while
 convolutional encoders see them at their own smaller size through a shared-weights copy.
+As the reference's evaluation does, the teacher's encoder gives the embeddings (evaluation,
+export); `teacher_embeddings=False` gives the student's.
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ class DINO(MomentumTargetMixin, SelfSupervisedModel):
         center_momentum: 0.9.
         num_local_views: local crops per image (used only by the default augmenter).
         total_steps: steps of the schedules when the optimizer has no `WarmupCosine`.
+        teacher_embeddings: whether the teacher's encoder (True, the paper's choice: it is the
+            better one throughout training) or the student's gives the embeddings that
+            evaluation and export use (`embedding_encoder`).
         seed: seed for the views.
     """
 
@@ -116,7 +121,8 @@ class DINO(MomentumTargetMixin, SelfSupervisedModel):
     def __init__(self, encoder, augmenter=None, *, output_dim=1024, hidden_dim=512,
                  bottleneck_dim=128, student_temperature=0.1, teacher_temperature=0.07,
                  warmup_teacher_temperature=0.04, teacher_warmup_fraction=0.3, momentum=0.99,
-                 center_momentum=0.9, num_local_views=6, total_steps=None, seed=None, **kwargs):
+                 center_momentum=0.9, num_local_views=6, total_steps=None,
+                 teacher_embeddings=True, seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
         self.output_dim = check_int(output_dim, "output_dim", least=1)
         self.hidden_dim = check_int(hidden_dim, "hidden_dim", least=1)
@@ -134,6 +140,7 @@ class DINO(MomentumTargetMixin, SelfSupervisedModel):
         self.center_momentum = check_momentum(center_momentum, "center_momentum")
         self.num_local_views = check_int(num_local_views, "num_local_views", least=0)
         self.total_steps = check_total_steps(total_steps)
+        self.teacher_embeddings = bool(teacher_embeddings)
         if self.augmenter is None:
             self.augmenter = MultiCrop(self.image_size, num_local_views, seed=seed)
         self.head = dino_head(self.feature_dim, output_dim, hidden_dim, bottleneck_dim)
@@ -146,6 +153,10 @@ class DINO(MomentumTargetMixin, SelfSupervisedModel):
 
     def _target_pairs(self):
         return ((self.teacher_encoder, self.encoder), (self.teacher_head, self.head))
+
+    @property
+    def embedding_encoder(self):
+        return self.teacher_encoder if self.teacher_embeddings else self.encoder
 
     def local_encoder(self, size):
         """(model, mode) for local views of `size`: a shared-weights copy, or the encoder after a
@@ -209,4 +220,10 @@ class DINO(MomentumTargetMixin, SelfSupervisedModel):
             "center_momentum": self.center_momentum,
             "num_local_views": self.num_local_views,
             "total_steps": self.total_steps,
+            "teacher_embeddings": self.teacher_embeddings,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # Configs saved before `teacher_embeddings` existed embedded with the student.
+        return super().from_config({"teacher_embeddings": False, **config})
