@@ -11,7 +11,9 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -275,6 +277,25 @@ def method_row(spec: str, shared=()) -> tuple[str, str, dict]:
     name, _, own = spec.partition(":")
     pairs = [*shared, *(pair for pair in own.split(",") if pair)]
     return name, " ".join([name, *pairs]), parse_method_options(pairs)
+
+
+def torch_features(python: str, script: str, split, args: list[str], name: str) -> dict:
+    """Run a PyTorch reference `script` (beside this file) with interpreter `python` on the
+    split's uint8 images (`--data` .npz of `x_train`, `x_memory`, `x_test`) and return the
+    arrays of the .npz it writes (`--out`); a failure raises `KerasSSLError` with its stderr."""
+    from keras_ssl.errors import KerasSSLError
+
+    with tempfile.TemporaryDirectory(prefix="keras_ssl_torch_") as folder:
+        images, out = Path(folder) / "images.npz", Path(folder) / "features.npz"
+        np.savez(images, x_train=split.x_train, x_memory=split.x_memory, x_test=split.x_test)
+        command = [python, str(Path(__file__).with_name(script)), "--data", str(images),
+                   "--out", str(out), *args]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode:
+            raise KerasSSLError(f"{name} failed (exit {result.returncode}):\n"
+                                f"{result.stderr[-2000:]}")
+        with np.load(out) as arrays:
+            return {key: arrays[key] for key in arrays.files}
 
 
 def slug(text: str) -> str:

@@ -28,12 +28,17 @@ import argparse
 import shlex
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import keras
 import numpy as np
-from _common import machine, method_row, print_machine, print_table, write_json
+from _common import (
+    machine,
+    method_row,
+    print_machine,
+    print_table,
+    torch_features,
+    write_json,
+)
 from quality import DATA_SETS, DEFAULT_CACHE_DIR, build_method, load_split
 
 from keras_ssl import collapse, defaults, evaluate  # noqa: E402
@@ -97,6 +102,16 @@ def resize(images, size) -> np.ndarray:
     return data_lib.load(images, image_size=size, test_fraction=0).x_train
 
 
+def measured(name, steps, memory, test, split) -> dict:
+    """One row (printed as it comes) from the embeddings of the memory and test images."""
+    row = {"method": name, "steps": steps, "top_share": collapse.top_direction_share(test),
+           "effective_rank": collapse.effective_rank(test),
+           "knn_accuracy": evaluate.knn_accuracy(memory, split.y_memory, test, split.y_test)}
+    print("  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in row.items()), flush=True)
+    return row
+
+
 class Measure(keras.callbacks.Callback):
     """Before training and after every epoch (`--every` steps): one row of the table."""
 
@@ -108,16 +123,9 @@ class Measure(keras.callbacks.Callback):
         self.on_epoch_end(-1)
 
     def on_epoch_end(self, epoch, logs=None):
-        test = evaluate.embed(self.model, self.split.x_test)
-        memory = evaluate.embed(self.model, self.split.x_memory)
-        self.rows.append({
-            "method": self.name, "steps": (epoch + 1) * self.every,
-            "top_share": collapse.top_direction_share(test),
-            "effective_rank": collapse.effective_rank(test),
-            "knn_accuracy": evaluate.knn_accuracy(memory, self.split.y_memory, test,
-                                                  self.split.y_test)})
-        print("  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                        for k, v in self.rows[-1].items()), flush=True)
+        self.rows.append(measured(self.name, (epoch + 1) * self.every,
+                                  evaluate.embed(self.model, self.split.x_memory),
+                                  evaluate.embed(self.model, self.split.x_test), self.split))
 
 
 def trajectory(spec, split, args) -> list[dict]:
@@ -136,31 +144,13 @@ def trajectory(spec, split, args) -> list[dict]:
 def reference_trajectory(spec, split, args) -> list[dict]:
     """The same rows for lightly's own method (`_lightly_quality.py` in a process of its own)."""
     name, _, optimizer = spec.partition(":")
-    with tempfile.TemporaryDirectory(prefix="keras_ssl_lightly_") as folder:
-        images, out = Path(folder) / "images.npz", Path(folder) / "features.npz"
-        np.savez(images, x_train=split.x_train, x_memory=split.x_memory, x_test=split.x_test)
-        command = [args.torch_python, str(Path(__file__).with_name("_lightly_quality.py")),
-                   "--method", name.removeprefix("lightly_"), "--data", str(images),
-                   "--out", str(out), "--steps", str(args.steps), "--every", str(args.every),
-                   "--batch-size", str(args.batch_size), "--seed", str(args.seed),
-                   "--optimizer", optimizer or "sgd"]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode:
-            raise KerasSSLError(f"{spec} failed (exit {result.returncode}):\n"
-                                f"{result.stderr[-2000:]}")
-        with np.load(out) as arrays:
-            features = {key: arrays[key] for key in arrays.files}
-    rows = []
-    for step in range(0, args.steps + 1, args.every):
-        test, memory = features[f"test_{step}"], features[f"memory_{step}"]
-        rows.append({"method": spec, "steps": step,
-                     "top_share": collapse.top_direction_share(test),
-                     "effective_rank": collapse.effective_rank(test),
-                     "knn_accuracy": evaluate.knn_accuracy(memory, split.y_memory, test,
-                                                           split.y_test)})
-        print("  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                        for k, v in rows[-1].items()), flush=True)
-    return rows
+    features = torch_features(
+        args.torch_python, "_lightly_quality.py", split,
+        ["--method", name.removeprefix("lightly_"), "--steps", str(args.steps), "--every",
+         str(args.every), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
+         "--optimizer", optimizer or "sgd"], spec)
+    return [measured(spec, step, features[f"memory_{step}"], features[f"test_{step}"], split)
+            for step in range(0, args.steps + 1, args.every)]
 
 
 def main(argv=None) -> int:

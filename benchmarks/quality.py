@@ -45,17 +45,23 @@ import os
 import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import _torch_reference
-from _common import REPO, machine, method_row, print_machine, print_table, write_json
+from _common import (
+    REPO,
+    machine,
+    method_row,
+    print_machine,
+    print_table,
+    torch_features,
+    write_json,
+)
 from _kerasio_reference import KERAS_IO_BATCH_SIZE, KERAS_IO_MIN_SIZE, KerasIOSimCLR
 
 import keras  # isort: skip
@@ -481,18 +487,9 @@ def pytorch_rows(split: Split, args) -> list[dict]:
         print("# pytorch_resnet18: skipped, torch is not installed (pip install torch, the CPU "
               "build)", flush=True)
         return []
-    with tempfile.TemporaryDirectory(prefix="keras_ssl_torch_") as folder:
-        images, features = Path(folder) / "images.npz", Path(folder) / "features.npz"
-        np.savez(images, x_train=split.x_train, x_memory=split.x_memory, x_test=split.x_test)
-        command = [sys.executable, str(Path(__file__).with_name("_torch_quality.py")),
-                   "--data", str(images), "--out", str(features), "--minutes", str(args.minutes),
-                   "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode:
-            raise KerasSSLError(f"the PyTorch reference failed (exit {result.returncode}):\n"
-                                f"{result.stderr[-2000:]}")
-        with np.load(features) as out:
-            arrays = {key: out[key] for key in out.files}
+    arrays = torch_features(sys.executable, "_torch_quality.py", split,
+                            ["--minutes", str(args.minutes), "--batch-size", str(args.batch_size),
+                             "--seed", str(args.seed)], "the PyTorch reference")
     info = {"encoder": "ResNet-18 (PyTorch)", "threads": int(arrays["threads"]),
             "torch": str(arrays["torch_version"])}
     before = {"name": "PyTorch ResNet-18, random init", "kind": "reference", **info,
