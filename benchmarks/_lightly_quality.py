@@ -35,27 +35,11 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _lightly_reference import _Images  # noqa: E402
 from _torch_reference import encoders  # noqa: E402
 
 METHODS = ("simsiam", "byol")
 ARRAYS = ("x_train", "x_memory", "x_test")
-
-
-class _Views(torch.utils.data.Dataset):
-    """uint8 [N, H, W, C] images as PIL RGB images through `transform` (two views each)."""
-
-    def __init__(self, images, transform):
-        self.images, self.transform = images, transform
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[index].squeeze(-1)
-                                              if self.images.shape[-1] == 1
-                                              else self.images[index]).convert("RGB"))
 
 
 class SimSiam(nn.Module):
@@ -167,7 +151,8 @@ def main(argv=None) -> None:
                                                  args.steps)
     transform = SimCLRTransform(input_size=size, cj_strength=0.5, gaussian_blur=0.0)
     loader = torch.utils.data.DataLoader(
-        _Views(x_train, transform), batch_size=args.batch_size, shuffle=True, drop_last=True,
+        _Images(np.repeat(x_train, 3 // x_train.shape[-1], axis=-1), transform),
+        batch_size=args.batch_size, shuffle=True, drop_last=True,
         num_workers=torch.get_num_threads(), persistent_workers=True)
     normalize = Normalize(IMAGENET_NORMALIZE["mean"], IMAGENET_NORMALIZE["std"])
     out = {"memory_0": features(encoder, x_memory, normalize),
