@@ -51,7 +51,7 @@ def test_bad_encoder_settings_raise_clear_errors(call, message):
         call()
 
 
-def test_shared_weights_at_another_size_or_none_for_a_position_embedding():
+def test_shared_weights_at_another_size_or_none_or_why_not_for_a_position_embedding():
     convnet = encoders.ConvNet((32, 32, 3), width=4)
     small = encoders.shared_weights_at(convnet, (16, 16))
     assert small.input_shape == (None, 16, 16, 3)
@@ -66,3 +66,10 @@ def test_shared_weights_at_another_size_or_none_for_a_position_embedding():
         (16, 16)) is None
     assert encoders.shared_weights_at(
         encoders.SeriesTransformer((30, 2), embed_dim=8, num_heads=2, num_layers=1), (10,)) is None
+    # Asked for what it is needed for, it says why not instead of None.
+    with pytest.raises(KerasSSLError, match="cannot run on 10 segments: its position embedding"):
+        encoders.shared_weights_at(
+            encoders.SeriesTransformer((30, 2), embed_dim=8, num_heads=2, num_layers=1), (10,),
+            needed_for="segments")
+    with pytest.raises(KerasSSLError, match="cannot run on 4x4 tiles: .*MaxPooling2D"):
+        encoders.shared_weights_at(convnet, (4, 4), needed_for="tiles")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 import warnings
 
 import keras
@@ -11,27 +10,10 @@ import tensorflow as tf
 
 from keras_ssl import heads, losses, pretext
 from keras_ssl import images as images_lib
+from keras_ssl.encoders.shared import shared_weights_at
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods.base import SelfSupervisedModel
 from keras_ssl.methods.registry import register_method
-
-
-def _shared_tile_view(encoder: keras.Model, tile_shape) -> keras.Model:
-    """The encoder's own layers (same weights) re-applied to a smaller, tile-sized input."""
-    inputs = keras.Input(shape=tuple(tile_shape), name="tiles")
-    # Returning each layer itself, instead of a copy, makes the clone share every weight.
-    view = keras.models.clone_model(encoder, input_tensors=inputs, clone_function=lambda layer: layer)
-    if tuple(view.output_shape) != tuple(encoder.output_shape):
-        raise ValueError(f"output shape {view.output_shape} != {encoder.output_shape}")
-    return view
-
-
-def _first_lines(err: Exception) -> str:
-    """The gist of a Keras error: its first two lines without terminal colour codes."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return " ".join(lines[:2])[:300]
-
 
 # Below this share of variance in fine detail (images.fine_detail), Jigsaw warns: scikit-learn's
 # 8x8 digits at 32 px have 0.07, Fashion-MNIST 0.34, CIFAR-10 0.26.
@@ -55,7 +37,8 @@ class Jigsaw(SelfSupervisedModel):
 
     How the encoder sees tiles: the encoder you pass is the one that is exported and that embeds
     whole images afterwards, so it keeps its full-image input. For the tiles, the model builds a
-    second functional view of the *same layers* (the same weights) on a tile-sized input. That
+    second functional view of the *same layers* (the same weights) on a tile-sized input
+    (`encoders.shared_weights_at`). That
     works for any fully convolutional encoder that ends in global pooling (every
     `keras_ssl.encoders` image encoder), costs only the tiles' own pixels (a 3x3 grid of 8 px tiles
     is about half the work of one 32 px image), and shows the encoder real pixels, not blurred
@@ -130,15 +113,15 @@ class Jigsaw(SelfSupervisedModel):
             self.tile_encoder = self.encoder
         else:
             try:
-                self.tile_encoder = _shared_tile_view(self.encoder, self.tile_shape)
-            except Exception as err:  # Keras raises several types for shapes a layer rejects
+                self.tile_encoder = shared_weights_at(self.encoder, self.tile_shape[:2],
+                                                      needed_for="tiles")
+            except KerasSSLError as err:
                 raise KerasSSLError(
-                    f"The encoder {self.encoder.name!r} cannot run on {self.tile_shape[0]}x"
-                    f"{self.tile_shape[1]} tiles: {_first_lines(err)} Use a fully convolutional "
-                    "encoder ending in global pooling (keras_ssl.encoders.ConvNet needs tiles of "
-                    "at least 8 px: larger images or a smaller grid), or pass resize_tiles=True "
-                    "to resize the tiles to the encoder's input size."
-                ) from err
+                    f"{err} Use a fully "
+                    "convolutional encoder ending in global pooling (keras_ssl.encoders.ConvNet "
+                    "needs tiles of at least 8 px: larger images or a smaller grid), or pass "
+                    "resize_tiles=True to resize the tiles to the encoder's input size."
+                ) from None
         self.classifier = heads.classifier_head(
             self.num_tiles * self.feature_dim, len(self.permutations), hidden_dim=hidden_dim,
             name="permutation_head",
