@@ -39,9 +39,9 @@ class Jigsaw(SelfSupervisedModel):
     whole images afterwards, so it keeps its full-image input. For the tiles, the model builds a
     second functional view of the *same layers* (the same weights) on a tile-sized input
     (`encoders.shared_weights_at`). That works for any fully convolutional encoder that ends in
-    global pooling (every `keras_ssl.encoders` image encoder), costs only the tiles' own pixels (a 3x3 grid of 8 px tiles
-    is about half the work of one 32 px image), and shows the encoder real pixels, not blurred
-    upsamplings. Encoders with a fixed input size (Flatten + Dense) cannot run on tiles; for them
+    global pooling (every `keras_ssl.encoders` image encoder), costs only the tiles' own pixels
+    (a 3x3 grid of 8 px tiles is about half the work of one 32 px image), and shows the encoder
+    real pixels, not blurred upsamplings. Encoders with a fixed input size (Flatten + Dense) cannot run on tiles; for them
     pass `resize_tiles=True`, which resizes each tile up to the encoder's input size (bilinear,
     compiled by XLA) at `grid**2` times the cost of one image.
 
