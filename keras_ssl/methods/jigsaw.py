@@ -41,9 +41,9 @@ class Jigsaw(SelfSupervisedModel):
     (`encoders.shared_weights_at`). That works for any fully convolutional encoder that ends in
     global pooling (every `keras_ssl.encoders` image encoder), costs only the tiles' own pixels
     (a 3x3 grid of 8 px tiles is about half the work of one 32 px image), and shows the encoder
-    real pixels, not blurred upsamplings. Encoders with a fixed input size (Flatten + Dense) cannot run on tiles; for them
-    pass `resize_tiles=True`, which resizes each tile up to the encoder's input size (bilinear,
-    compiled by XLA) at `grid**2` times the cost of one image.
+    real pixels, not blurred upsamplings. Encoders with a fixed input size (Flatten + Dense)
+    cannot run on tiles; for them pass `resize_tiles=True`, which resizes each tile up to the
+    encoder's input size (bilinear, compiled by XLA) at `grid**2` times the cost of one image.
 
     Tiles stay in [0, 1] (`make_puzzle(normalize=False)`), the range encoders take: the same
     batch-norm layers later embed whole images, so tiles standardised to zero mean and unit
