@@ -1,5 +1,5 @@
-"""nt_xent, supcon and TS2Vec's hierarchical loss under tf.distribute: two CPU replicas give the
-single-device loss and gradient.
+"""nt_xent, supcon and TS2Vec's hierarchical loss (one shared span for the batch, and one per
+series) under tf.distribute: two CPU replicas give the single-device loss and gradient.
 
 Logical devices must be configured before TensorFlow initialises, so the distributed part runs
 in a fresh Python process (once per module) and prints its numbers as JSON; the tests below
@@ -38,8 +38,10 @@ CHILD = textwrap.dedent(
     # TS2Vec's per-step features [N, T, D'], the first 5 of 7 steps shared by the views.
     s1 = rng.normal(size=(N, 7, 4)).astype("float32")
     s2 = (s1 + 0.5 * rng.normal(size=s1.shape)).astype("float32")
+    # Series of different lengths: 1 to 7 shared steps each, unevenly spread over the replicas.
+    shared = np.array([7, 1, 3, 7, 2, 5, 6, 7, 1, 2, 2, 3, 4, 2, 1, 3], "int32")
 
-    def single(z1, z2, labels, s1=s1, s2=s2):
+    def single(z1, z2, labels, s1=s1, s2=s2, shared=shared):
         # One device, the whole global batch.
         a, b, c, d = (tf.constant(v) for v in (z1, z2, s1, s2))
         with tf.GradientTape(persistent=True) as tape:
@@ -47,9 +49,11 @@ CHILD = textwrap.dedent(
             nt, acc = losses.nt_xent(a, b, 0.5, return_accuracy=True)
             sc = losses.supcon(a, b, labels, 0.1)
             hc = losses.hierarchical_contrastive(c, d, valid_steps=5)
+            hl = losses.hierarchical_contrastive(c, d, valid_steps=shared)
         return {
             "nt_xent": float(nt), "accuracy": float(acc), "supcon": float(sc),
-            "hierarchical": float(hc),
+            "hierarchical": float(hc), "hierarchical_lengths": float(hl),
+            "hierarchical_lengths_grad": np.concatenate(tape.gradient(hl, [c, d])).tolist(),
             "nt_xent_grad": np.concatenate(tape.gradient(nt, [a, b])).tolist(),
             "supcon_grad": np.concatenate(tape.gradient(sc, [a, b])).tolist(),
             "hierarchical_grad": np.concatenate(tape.gradient(hc, [c, d])).tolist(),
@@ -63,7 +67,7 @@ CHILD = textwrap.dedent(
                 lambda ctx: tf.constant(parts[ctx.replica_id_in_sync_group])
             )
 
-        def step(a, b, y, c, d):
+        def step(a, b, y, c, d, e):
             # Each replica's loss is a mean over its own anchors; weight it by its share of the
             # global batch (1 / num_replicas for even splits, as Keras' train_step scales).
             ctx = tf.distribute.get_replica_context()
@@ -73,26 +77,30 @@ CHILD = textwrap.dedent(
                 nt, acc = losses.nt_xent(a, b, 0.5, return_accuracy=True)
                 sc = losses.supcon(a, b, y, 0.1)
                 hc = losses.hierarchical_contrastive(c, d, valid_steps=5)
-                nt_w, sc_w, hc_w = nt * share, sc * share, hc * share
+                hl = losses.hierarchical_contrastive(c, d, valid_steps=e)
+                nt_w, sc_w, hc_w, hl_w = nt * share, sc * share, hc * share, hl * share
             return {
                 "nt_xent": nt_w, "accuracy": acc * share, "supcon": sc_w, "hierarchical": hc_w,
                 "nt_xent_grad": tf.concat(tape.gradient(nt_w, [a, b]), 0),
                 "supcon_grad": tf.concat(tape.gradient(sc_w, [a, b]), 0),
                 "hierarchical_grad": tf.concat(tape.gradient(hc_w, [c, d]), 0),
+                "hierarchical_lengths": hl_w,
+                "hierarchical_lengths_grad": tf.concat(tape.gradient(hl_w, [c, d]), 0),
                 "num_replicas": ctx.num_replicas_in_sync,
                 "unweighted_nt_xent": nt,
             }
 
         run = tf.function(lambda *args: strategy.run(step, args))
         out = run(per_replica(z1), per_replica(z2), per_replica(labels), per_replica(s1),
-                  per_replica(s2))
+                  per_replica(s2), per_replica(shared))
         result = {}
-        for key in ("nt_xent", "accuracy", "supcon", "hierarchical"):
+        for key in ("nt_xent", "accuracy", "supcon", "hierarchical", "hierarchical_lengths"):
             result[key] = float(strategy.reduce(tf.distribute.ReduceOp.SUM, out[key], axis=None))
         result["mean_of_replica_nt_xent"] = float(
             strategy.reduce(tf.distribute.ReduceOp.MEAN, out["unweighted_nt_xent"], axis=None)
         )
-        for key in ("nt_xent_grad", "supcon_grad", "hierarchical_grad"):
+        for key in ("nt_xent_grad", "supcon_grad", "hierarchical_grad",
+                    "hierarchical_lengths_grad"):
             # Replica r holds d(sum of weighted losses)/d(its own rows of [z1; z2]).
             local = [g.numpy() for g in strategy.experimental_local_results(out[key])]
             n = [split, N - split]
@@ -105,7 +113,7 @@ CHILD = textwrap.dedent(
     def halves():
         # What each replica would compute on its own rows only (no gathering).
         h = N // 2
-        parts = [single(z1[s], z2[s], labels[s], s1[s], s2[s])
+        parts = [single(z1[s], z2[s], labels[s], s1[s], s2[s], shared[s])
                  for s in (slice(None, h), slice(h, None))]
         return {key: (parts[0][key] + parts[1][key]) / 2
                 for key in ("nt_xent", "supcon", "hierarchical")}
@@ -142,7 +150,7 @@ def results(tmp_path_factory):
 
 
 @pytest.mark.parametrize("split", ["even", "uneven"])
-@pytest.mark.parametrize("loss", ["nt_xent", "supcon", "hierarchical"])
+@pytest.mark.parametrize("loss", ["nt_xent", "supcon", "hierarchical", "hierarchical_lengths"])
 def test_two_replicas_match_single_device_loss_and_gradient(results, split, loss):
     single, dist = results["single"], results[split]
     assert dist["num_replicas"] == 2

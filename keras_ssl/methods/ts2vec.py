@@ -12,6 +12,9 @@ XLA compiles the step. TS2Vec slices each crop out of the series; here each crop
 projection (TS2Vec's own value for a hidden step), so the convolutions see zeros beyond a crop's
 end at the first layer, and the features of those zeros deeper in. Those steps take no part in the
 loss. The crop lengths are drawn once per batch and the crops' positions per series, as in TS2Vec.
+Zero-padded series (`methods.series.series_lengths`) are cropped within their own length, and
+only their shared steps count in the loss; TS2Vec's code crops across the padding and contrasts
+its steps too.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import tensorflow as tf
 from keras_ssl import losses
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods.registry import register_method
-from keras_ssl.methods.series import _SeriesMethod
+from keras_ssl.methods.series import _SeriesMethod, series_lengths
 from keras_ssl.pretext._common import batch_size, seed_tensor, split_seed, uniform_int
 from keras_ssl.replicas import replica_rows
 from keras_ssl.validate import check_fraction, check_int
@@ -34,17 +37,12 @@ __all__ = ["Crops", "TS2Vec", "contextual_crops"]
 _DRAW_RANGE = 2**30
 
 
-def _between(seed, shape, low, high):
-    """Stateless int32 draws in [low, high] (tensor bounds allowed; high >= low)."""
-    span = tf.cast(high, tf.int32) - tf.cast(low, tf.int32) + 1
-    return uniform_int(shape, seed, 0, _DRAW_RANGE) % span + tf.cast(low, tf.int32)
-
-
 class Crops(NamedTuple):
     """Two overlapping crops of a batch of series, each moved to step 0 (zeros after its end).
 
-    `keep1`, `keep2`: float `[N, T]`, 1.0 within each crop. The shared span starts at step
-    `start` of `view1` and step 0 of `view2` and is `overlap` steps long (scalar int32 tensors).
+    `keep1`, `keep2`: float `[N, T]`, 1.0 within each crop. The shared span of series i starts
+    at step `start[i]` of `view1` and step 0 of `view2` and is `overlap[i]` steps long (int32
+    `[N]`: the same for every series of one length).
     """
 
     view1: tf.Tensor
@@ -56,26 +54,30 @@ class Crops(NamedTuple):
 
 
 def _shifted(x, first, length):
-    """Steps first_i .. first_i + length - 1 of each series i at steps 0 .. length - 1; zeros after."""
+    """Steps first_i .. first_i + length_i - 1 of each series i at steps 0 .. length_i - 1;
+    zeros after."""
     steps = x.shape[1]
-    t = tf.range(steps)
-    index = tf.minimum(first[:, None] + t[None], steps - 1)
-    keep = tf.cast(t < length, x.dtype)[None]
-    return tf.gather(x, index, batch_dims=1) * keep[..., None], tf.broadcast_to(keep, tf.shape(index))
+    t = tf.range(steps)[None]
+    index = tf.minimum(first[:, None] + t, steps - 1)
+    keep = tf.cast(t < length[:, None], x.dtype)
+    return tf.gather(x, index, batch_dims=1) * keep[..., None], keep
 
 
-def contextual_crops(x, seed=None, min_overlap: int = 2) -> Crops:
+def contextual_crops(x, seed=None, min_overlap: int = 2, lengths=None) -> Crops:
     """TS2Vec's random cropping: per batch an overlap length l >= `min_overlap` and where the
     crops extend beyond it; per series where the pair lies in the series.
 
     Crop 1 covers steps [o + a1, o + b) and crop 2 [o + a, o + b2), with a1 <= a, b = a + l <= b2:
-    they share [o + a, o + b). Under `tf.distribute` every replica draws the same batch-wide
-    lengths and keeps its rows of the global batch's positions.
+    they share [o + a, o + b). Series of `lengths[i]` valid steps (zero padding after them; default
+    all T) are cropped within them: the batch's random draws are taken modulo each series' own
+    ranges, so series of one length share l, a, a1 and b2, and full-length series are cropped as
+    without `lengths`. Under `tf.distribute` every replica draws the same batch-wide numbers and
+    keeps its rows of the global batch's positions.
 
     >>> import numpy as np
     >>> x = np.arange(20, dtype="float32").reshape(2, 10, 1)
     >>> crops = contextual_crops(x, seed=1)
-    >>> s, l = int(crops.start), int(crops.overlap)
+    >>> s, l = int(crops.start[0]), int(crops.overlap[0])
     >>> bool(np.array_equal(crops.view1[:, s:s + l], crops.view2[:, :l]))
     True
     """
@@ -83,14 +85,19 @@ def contextual_crops(x, seed=None, min_overlap: int = 2) -> Crops:
     steps = int(x.shape[1])
     if not 1 <= min_overlap <= steps:
         raise KerasSSLError(f"min_overlap must lie in 1..{steps} (the steps), got {min_overlap}.")
-    s_length, s_left, s_front, s_back, s_offset = split_seed(seed_tensor(seed), 5)
-    overlap = _between(s_length, [], min_overlap, steps)
-    left = _between(s_left, [], 0, steps - overlap)
-    right = left + overlap
-    front = _between(s_front, [], 0, left)          # crop 1 starts here (a1 <= a)
-    back = _between(s_back, [], right, steps)        # crop 2 ends here (b2 >= b)
     n = batch_size(x)
-    offset = replica_rows(lambda m: _between(s_offset, [m], -front, steps - back), n)
+    length = (tf.fill([n], steps) if lengths is None
+              else tf.reshape(tf.cast(lengths, tf.int32), [-1]))
+    s_length, s_left, s_front, s_back, s_offset = split_seed(seed_tensor(seed), 5)
+    draw = lambda s: uniform_int([], s, 0, _DRAW_RANGE)  # noqa: E731 - one number per batch
+    least = tf.minimum(min_overlap, length)              # a shorter series: all of it
+    overlap = draw(s_length) % (length - least + 1) + least
+    left = draw(s_left) % (length - overlap + 1)
+    right = left + overlap
+    front = draw(s_front) % (left + 1)                   # crop 1 starts here (a1 <= a)
+    back = right + draw(s_back) % (length - right + 1)   # crop 2 ends here (b2 >= b)
+    offset = replica_rows(lambda m: uniform_int([m], s_offset, 0, _DRAW_RANGE), n)
+    offset = offset % (length - back + front + 1) - front
     view1, keep1 = _shifted(x, offset + front, right - front)
     view2, keep2 = _shifted(x, offset + left, back - left)
     return Crops(view1, view2, keep1, keep2, left - front, overlap)
@@ -149,14 +156,15 @@ class TS2Vec(_SeriesMethod):
         return self.per_step(hidden, training=training)
 
     def compute_ssl_loss(self, inputs, labels, training):
-        crops = contextual_crops(self.views(inputs), self.seed_generator.next_shared(),
-                                 self.min_overlap)
+        x = self.views(inputs)
+        crops = contextual_crops(x, self.seed_generator.next_shared(), self.min_overlap,
+                                 lengths=series_lengths(x))
         mask1, mask2 = split_seed(self.seed_generator.next_shared(), 2)
         z1 = self.step_features(crops.view1, crops.keep1, mask1, training)
         z2 = self.step_features(crops.view2, crops.keep2, mask2, training)
         # The shared span to step 0 of both.
-        index = tf.minimum(crops.start + tf.range(self.steps), self.steps - 1)
-        z1 = tf.gather(z1, index, axis=1)
+        index = tf.minimum(crops.start[:, None] + tf.range(self.steps)[None], self.steps - 1)
+        z1 = tf.gather(z1, index, batch_dims=1)
         return losses.hierarchical_contrastive(z1, z2, crops.overlap, alpha=self.alpha)
 
     def get_config(self):
