@@ -13,16 +13,8 @@ import keras_ssl
 from keras_ssl import augment, encoders
 from keras_ssl.data import series
 from keras_ssl.errors import KerasSSLError
-from keras_ssl.methods.series import (
-    Forecast,
-    MaskedSteps,
-    SegmentOrder,
-    cut_segments,
-    forecast_mask,
-    permute_segments,
-    series_lengths,
-    step_mask,
-)
+from keras_ssl.methods.segment_order import SegmentOrder, cut_segments, permute_segments
+from keras_ssl.methods.series import Forecast, MaskedSteps, forecast_mask, series_lengths, step_mask
 
 S = sys.modules["keras_ssl.augment.series"]  # the module (augment.series is the recipe)
 HAS_ARCHIVE = bool(series.ucr_names())
@@ -415,3 +407,24 @@ def test_series_method_saves_and_loads(tmp_path):
     for cls in (MaskedSteps, Forecast):
         config = cls(encoders.ResNet1D((30, 1), width=4)).get_config()
         assert cls.from_config(config).steps == 30
+
+
+@pytest.mark.parametrize("name", ["masked_steps", "forecast", "segment_order", "ts2vec"])
+def test_series_methods_warn_before_training_on_a_few_dozen_series(name):
+    cls, preset = keras_ssl.METHODS[name]
+    encoder = (encoders.DilatedConv1D((60, 1), width=4, depth=1) if name == "ts2vec"
+               else encoders.ResNet1D((60, 1), width=4))
+    waves = np.sin(np.linspace(0, 9, 60))[None, :, None] * np.arange(1, 121)[:, None, None] / 120
+    few, many = series.load(waves[:40]), series.load(waves)
+    with pytest.warns(UserWarning, match=r"fewer than 100: pretrain on more unlabelled series"):
+        model = cls.from_data(encoder, few, **preset)
+    assert isinstance(model, cls)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cls.from_data(encoder, many, **preset)  # 120 series, segments of 20 steps: no warning
+
+
+def test_segment_order_warns_when_its_segments_are_too_short_to_order():
+    short = series.load(np.random.default_rng(0).normal(size=(120, 24, 1)).astype("float32"))
+    with pytest.warns(UserWarning, match="3 segments of 8 steps .* Use fewer segments"):
+        keras_ssl.SegmentOrder.from_data(encoders.ResNet1D((24, 1), width=4), short)

@@ -261,13 +261,17 @@ def test_ts2vec_trains_with_xla_exports_and_refuses_other_encoders(tmp_path):
     assert np.isfinite(history).all() and fixed_loss() < 0.95 * before  # 2.43 -> 2.27
     padded = x.copy()
     padded[::2, 9:] = 0.0  # half the series end at step 9: cropped within it
-    assert np.isfinite(model.fit(padded, batch_size=8, epochs=1, verbose=0).history["loss"]).all()
+    within = keras_ssl.TS2Vec(encoders.DilatedConv1D((24, 2), width=8, depth=1), seed=0,
+                              within_length=True)
+    within.compile(optimizer="adam", jit_compile=True)
+    assert np.isfinite(within.fit(padded, batch_size=8, epochs=1, verbose=0).history["loss"]).all()
+    assert keras_ssl.TS2Vec.from_config(within.get_config()).within_length is True
     version = keras_ssl.export_encoder(model, tmp_path / "ts2vec")
     loaded = keras_ssl.load_encoder(version)
     np.testing.assert_allclose(loaded(x[:3]).numpy(), model(x[:3]).numpy(), rtol=1e-4, atol=1e-4)
     assert model(x[:3]).shape == (3, 40)
     restored = keras_ssl.TS2Vec.from_config(model.get_config())
-    assert (restored.alpha, restored.mask_rate) == (0.5, 0.5)
+    assert (restored.alpha, restored.mask_rate, restored.within_length) == (0.5, 0.5, False)
     with pytest.raises(KerasSSLError, match="--encoder dilated_conv1d"):
         keras_ssl.TS2Vec(encoders.ResNet1D((24, 2), width=4))
     with pytest.raises(KerasSSLError, match="mask_rate must be"):
@@ -289,3 +293,22 @@ def test_dilations_beyond_the_series_are_capped_without_changing_the_function():
     full.build(h.shape)
     full.set_weights(capped.get_weights())
     np.testing.assert_allclose(capped(h).numpy(), full(h).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("within_length", [True, False])
+def test_ts2vec_crops_within_each_series_length_only_when_asked(monkeypatch, within_length):
+    from keras_ssl.methods import ts2vec
+
+    seen = []
+
+    def spy(x, seed=None, min_overlap=2, lengths=None):
+        seen.append(None if lengths is None else np.asarray(lengths).tolist())
+        return contextual_crops(x, seed, min_overlap, lengths)
+
+    monkeypatch.setattr(ts2vec, "contextual_crops", spy)
+    x = _waves(4, 24, 2)
+    x[1, 9:] = x[3, 20:] = 0.0
+    model = keras_ssl.TS2Vec(encoders.DilatedConv1D((24, 2), width=4, depth=1), seed=0,
+                             within_length=within_length)
+    assert np.isfinite(float(model.compute_ssl_loss(tf.constant(x), None, training=False)))
+    assert seen == [[24, 9, 24, 20] if within_length else None]

@@ -42,7 +42,8 @@ __all__ += ["BYOL", "NNCLR", "BarlowTwins", "SimSiam", "VICReg"]
 from keras_ssl.methods.next_token import NextTokenModel  # noqa: E402
 
 __all__ += ["NextTokenModel"]
-from keras_ssl.methods.series import Forecast, MaskedSteps, SegmentOrder  # noqa: E402
+from keras_ssl.methods.segment_order import SegmentOrder  # noqa: E402
+from keras_ssl.methods.series import Forecast, MaskedSteps  # noqa: E402
 
 __all__ += ["Forecast", "MaskedSteps", "SegmentOrder"]
 from keras_ssl.methods.mae import MAE  # noqa: E402
