@@ -21,7 +21,7 @@ from keras_ssl.augment.series import resample_steps
 from keras_ssl.encoders.shared import shared_weights_at
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods.registry import register_method
-from keras_ssl.methods.series import _lengths, _SeriesMethod, series_lengths
+from keras_ssl.methods.series import SMALL_SETS, _lengths, _SeriesMethod, series_lengths
 from keras_ssl.pretext._common import batch_size, seed_tensor, split_seed, uniform_int
 from keras_ssl.validate import check_fraction, check_int
 
@@ -114,10 +114,8 @@ class SegmentOrder(_SeriesMethod):
     """
 
     few_series = 100
-    few_series_evidence = ("on ArrowHead's 36, BasicMotions' 40 and GunPoint's 50 series its "
-                           "encoder ended 5-10 points of kNN under the random-init one, on "
-                           "ItalyPowerDemand's 67 within 1 point; on OSULeaf's 200 it gained "
-                           "11.0")
+    few_series_evidence = (f"{SMALL_SETS} 5-10 points of kNN under the random-init one, on "
+                           "ItalyPowerDemand's 67 within 1 point; on OSULeaf's 200 it gained 11.0")
     # Segments shorter than this gave the order away without the series' shape: on
     # JapaneseVowels (segments of 2-9 steps) the encoder ended 11 points under random init.
     short_segment_steps = 10
