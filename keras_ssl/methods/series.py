@@ -152,9 +152,8 @@ class _SeriesMethod(SelfSupervisedModel):
             warnings.warn(
                 f"{cls.__name__} learns little from a few dozen series: {cls.few_series_evidence} "
                 f"(docs/series.md). {data.name} has {data.num_train} training series, fewer "
-                f"than {cls.few_series}: pretrain on more unlabelled series of the same kind if "
-                "you have them (no labels needed), or use simclr or vicreg, which gained 6 points "
-                "of kNN on GunPoint's 50.", stacklevel=2)
+                f"than {cls.few_series}: use simclr or vicreg, which gained 6 points of kNN on "
+                "GunPoint's 50.", stacklevel=2)
         return cls(encoder, **options)
 
     @property
