@@ -81,7 +81,6 @@ def cut_segments(x, segments: int, size: int, gap: float = 0.0, seed=None, lengt
     return tf.reshape(values, [n, segments, size, x.shape[2]])
 
 
-
 @register_method("segment_order")
 @keras.saving.register_keras_serializable(package="keras_ssl")
 class SegmentOrder(_SeriesMethod):
@@ -113,7 +112,6 @@ class SegmentOrder(_SeriesMethod):
     ['loss', 'order_accuracy']
     """
 
-    few_series = 100
     few_series_evidence = (f"{SMALL_SETS} 5-10 points of kNN under the random-init one, on "
                            "ItalyPowerDemand's 67 within 1 point; on OSULeaf's 200 it gained 11.0")
     # Segments shorter than this gave the order away without the series' shape: on

@@ -141,20 +141,21 @@ class _SeriesMethod(SelfSupervisedModel):
     # Trained on fewer series than this, the method warns before training, saying what was
     # measured (`few_series_evidence`, docs/series.md): the pretext tasks and TS2Vec ended under,
     # or within 2 points of, the random-init encoder's kNN on the UCR sets of 36-67 training series.
-    few_series: int = 0
+    # (Methods without `few_series_evidence` do not warn.)
+    few_series: int = 100
     few_series_evidence: str = ""
 
     @classmethod
     def from_data(cls, encoder, data, **options):
         """The method for `data`, with a warning when it has fewer training series than the
         method learned from in the measured runs."""
-        if data.num_train < cls.few_series:
+        if cls.few_series_evidence and data.num_train < cls.few_series:
             warnings.warn(
                 f"{cls.__name__} learns little from a few dozen series: {cls.few_series_evidence} "
                 f"(docs/series.md). {data.name} has {data.num_train} training series, fewer "
                 f"than {cls.few_series}: use simclr or vicreg, which gained 6 points of kNN on "
                 "GunPoint's 50.", stacklevel=2)
-        return cls(encoder, **options)
+        return super().from_data(encoder, data, **options)
 
     @property
     def input_kind(self) -> str:
@@ -281,7 +282,6 @@ class MaskedSteps(_StepReconstruction):
     ['loss', 'reconstruction_error']
     """
 
-    few_series = 100
     few_series_evidence = (f"{SMALL_SETS} 3-17 points of kNN under the random-init one; on "
                            "JapaneseVowels' 270 it gained 6.1 (on OSULeaf's 200, 2.3)")
 
@@ -328,7 +328,6 @@ class Forecast(_StepReconstruction):
     """
 
     metric_name = "forecast_error"
-    few_series = 100
     few_series_evidence = (f"{SMALL_SETS} 5-18 points of kNN under the random-init one, on "
                            "ItalyPowerDemand's 67 within 1 point; on JapaneseVowels' 270 it "
                            "gained 5.0 (on OSULeaf's 200, 1.4)")

@@ -129,7 +129,6 @@ class TS2Vec(_SeriesMethod):
     """
 
     default_encoder = "dilated_conv1d"
-    few_series = 100
     few_series_evidence = ("in one run on ArrowHead's 36 and GunPoint's 50 series its encoder "
                            "ended 15 and 4 points of kNN under its random-init one, 2 above on "
                            "ItalyPowerDemand's 67; on JapaneseVowels' 270, its kNN gained 1.7")
