@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_methods import tiny_method
 
 import keras_ssl
 from keras_ssl import encoders, training
@@ -119,3 +120,26 @@ def test_cli_trains_for_the_minutes_given(capsys):
     assert "(what fits in 0.1 minutes)" in out and "trained (" in out
     assert time.perf_counter() - start < 120
     keras.backend.clear_session()
+
+
+
+@pytest.mark.parametrize("probe", [False, True])
+def test_the_first_fit_traces_the_step_once(probe):
+    # tf.function traces a step that creates variables twice: the optimizer is built before.
+    if probe:
+        model = keras_ssl.SimCLR(encoders.ConvNet((16, 16, 1), width=4), projection_dim=8,
+                                 probe_classes=2, seed=0)
+        _, x, _ = tiny_method("simclr")
+    else:  # BYOL's target network is not trained by the optimizer
+        model, x, _ = tiny_method("byol")
+    model.compile(optimizer="adam")
+    traced, step = [], model.train_step
+    model.train_step = lambda data: traced.append(1) or step(data)
+    y = (np.arange(len(x)) % 2).astype("int64") if probe else None
+    model.fit(x, y, batch_size=len(x), epochs=2, verbose=0)
+    assert len(traced) == 1
+    # Adam's step count, learning rate and two slots per variable the method trains: none for
+    # the probe's (its own optimizer) or a target network's.
+    trained = model.optimized_variables()
+    assert len(model.optimizer.variables) == 2 + 2 * len(trained)
+    assert len(trained) < len(model.trainable_variables) if probe else len(trained) > 0

@@ -159,17 +159,30 @@ class SelfSupervisedModel(keras.Model):
             # Each replica's loss is a mean over its own examples: scale so gradients summed
             # across replicas average, then let a LossScaleOptimizer scale for float16.
             scaled = self.optimizer.scale_loss(scale_loss_for_distribution(loss))
-        variables = self.trainable_variables
-        if self.probe is not None:
-            # The probe has its own optimizer (train_probe); the method's never touches it.
-            probe_variables = {id(v) for v in self.probe.trainable_variables}
-            variables = [v for v in variables if id(v) not in probe_variables]
+        variables = self.optimized_variables()
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply(gradients, variables)
         self.after_train_step()
         self.train_probe(inputs, labels)
         self.loss_tracker.update_state(loss)
         return self._results(with_probe=labels is not None)
+
+    def optimized_variables(self) -> list:
+        """The variables the method's optimizer trains: all trainable ones but the online probe's
+        (it has its own optimizer, `train_probe`)."""
+        if self.probe is None:
+            return self.trainable_variables
+        probe_variables = {id(v) for v in self.probe.trainable_variables}
+        return [v for v in self.trainable_variables if id(v) not in probe_variables]
+
+    def make_train_function(self, force=False):
+        # Without a strategy Keras builds the optimizer inside the first traced step, and
+        # tf.function traces a step that creates variables twice (once more without creating
+        # them). Built here, the first fit traces the step once.
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.optimized_variables())
+        return super().make_train_function(force)
 
     def test_step(self, data):
         inputs, labels = self._unpack(data)
