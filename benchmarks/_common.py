@@ -214,16 +214,21 @@ class StepTimer:
         return _Timer()
 
 
+def fit_step_seconds(model, dataset, steps: int) -> np.ndarray:
+    """Seconds of each of `steps` steps of one `model.fit` on `dataset`; the first counts from
+    the start of `fit`, so it holds the tracing and compiling of a model's first fit."""
+    timer = StepTimer()
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer],
+              shuffle=False)
+    return np.diff(timer.ends)
+
+
 def fit_seconds_per_step(model, dataset, steps: int, warmup: int) -> float:
     """Median seconds per step of `model.fit` on `dataset`, after `warmup` steps (compilation).
 
     The median of the per-step times: robust to a step delayed by another process.
     """
-    timer = StepTimer()
-    model.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer],
-              shuffle=False)
-    durations = np.diff(timer.ends)[warmup:]
-    return float(np.median(durations))
+    return float(np.median(fit_step_seconds(model, dataset, warmup + steps)[warmup:]))
 
 
 # ----- options ---------------------------------------------------------------------------------

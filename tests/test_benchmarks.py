@@ -107,8 +107,20 @@ def test_train_step_times_a_method_and_counts_its_flops(tmp_path):
         assert _positive(row[key]), key
     assert 0.1 < row["pipeline_ratio"] < 10
     assert 0 < row["peak_fraction"] < 2
+    assert row["first_step_s"] > row["seconds_per_step"]  # the first step holds the tracing
     # The count covers the convolutions and their gradients, plus a little (head, crops).
     assert 0.95 < row["gflop_per_step"] / _convnet_step_gflop(16) < 1.2
+
+
+def test_train_step_builds_every_registered_method_on_the_inputs_it_takes():
+    # `--methods all` (the default) times every method: MAE on its ViT, the series methods on
+    # series, next-token prediction on a causal Transformer.
+    args = train_step.parse_args(["--quick"])
+    for name in sorted(METHODS):
+        model, x, _ = train_step.build_method(name, args)
+        assert len(x) == args.examples, name
+        kind = {"int32": "text", "float32": "series", "uint8": "images"}[str(x.dtype)]
+        assert kind in model.input_kinds, name
 
 
 def test_references_compare_the_keras_io_example_with_keras_ssl_on_its_encoder(tmp_path):
