@@ -416,7 +416,8 @@ def test_series_methods_warn_before_training_on_a_few_dozen_series(name):
                else encoders.ResNet1D((60, 1), width=4))
     waves = np.sin(np.linspace(0, 9, 60))[None, :, None] * np.arange(1, 121)[:, None, None] / 120
     few, many = series.load(waves[:40]), series.load(waves)
-    with pytest.warns(UserWarning, match=r"has 40 training series, fewer than 100: use simclr or vicreg"):
+    with pytest.warns(UserWarning,
+                      match=r"has 40 training series, fewer than 100: use simclr or vicreg"):
         model = cls.from_data(encoder, few, **preset)
     assert isinstance(model, cls)
     with warnings.catch_warnings():
