@@ -349,7 +349,7 @@ def test_two_view_methods_learn_from_series_with_the_series_views(method):
 
 
 def test_pretrain_takes_a_two_view_method_on_series(tmp_path):
-    x, y = _waves(32, 16, 2)
+    x, y = _waves(60, 16, 2)  # 48 to train on: the few-series warning starts under 40
     np.savez(tmp_path / "waves.npz", series=x, y=y)
     with warnings.catch_warnings():  # the short-run warnings were measured on images
         warnings.simplefilter("error", UserWarning)
@@ -423,6 +423,22 @@ def test_series_methods_warn_before_training_on_a_few_dozen_series(name):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cls.from_data(encoder, many, **preset)  # 120 series, segments of 20 steps: no warning
+
+
+@pytest.mark.parametrize("name", ["simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg",
+                                  "nnclr"])
+def test_two_view_methods_warn_before_training_on_under_40_series(name):
+    cls, preset = keras_ssl.METHODS[name]
+    waves = np.sin(np.linspace(0, 9, 60))[None, :, None] * np.arange(1, 41)[:, None, None] / 40
+    with pytest.warns(UserWarning, match=r"ArrowHead's 36 series .* has 36 training series, "
+                                         r"fewer than 40: keep the random-init encoder"):
+        model = cls.from_data(encoders.ResNet1D((60, 1), width=4), series.load(waves[:36]),
+                              **preset)
+    assert isinstance(model, cls)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 40 series, or labels to learn from: no warning
+        cls.from_data(encoders.ResNet1D((60, 1), width=4), series.load(waves), **preset)
+        keras_ssl.SupCon.from_data(encoders.ResNet1D((60, 1), width=4), series.load(waves[:36]))
 
 
 def test_segment_order_warns_when_its_segments_are_too_short_to_order():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 
 from keras_ssl import augment, heads, losses
-from keras_ssl.methods.base import SelfSupervisedModel
+from keras_ssl.methods.base import TWO_VIEWS_ON_FEW_SERIES, SelfSupervisedModel
 from keras_ssl.methods.byol import two_views
 from keras_ssl.methods.registry import register_method
 from keras_ssl.validate import check_int, check_number
@@ -37,6 +37,7 @@ class BarlowTwins(SelfSupervisedModel):
     """
 
     input_kinds = ("images", "vectors", "series")
+    few_series, few_series_evidence, few_series_advice = TWO_VIEWS_ON_FEW_SERIES
     min_batch_size = 2
     short_run_steps = 500
     short_run_evidence = ("in runs of 71 and 212 steps on the digits, 178 on CIFAR-10 and 300 on "

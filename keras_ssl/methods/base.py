@@ -9,6 +9,8 @@ checks at trace time, gradients (scaled for `tf.distribute`), the optimizer step
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import tensorflow as tf
 
@@ -22,6 +24,14 @@ from keras_ssl.replicas import ReplicaSeedGenerator
 
 # Random crops of a few pixels carry no content, and every encoder halves the resolution 3 times.
 MIN_IMAGE_SIZE = 8
+
+# (few_series, few_series_evidence, few_series_advice) of the methods that learn from two views
+# (docs/series.md, "The two-view methods"): under 40 series none of them held random init's kNN.
+TWO_VIEWS_ON_FEW_SERIES = (
+    40, "on ArrowHead's 36 series SimCLR, MoCo, BYOL, SimSiam, Barlow Twins, VICReg and NNCLR each "
+    "ended 11-17 points of kNN under the random-init encoder, while on GunPoint's 50 most gained "
+    "4-6", "keep the random-init encoder (its kNN is printed before training), or pretrain on "
+    "more unlabelled series of the kind")
 
 
 class SelfSupervisedModel(keras.Model):
@@ -356,9 +366,28 @@ class SelfSupervisedModel(keras.Model):
     @classmethod
     def from_data(cls, encoder: keras.Model, data, **options) -> SelfSupervisedModel:
         """The method for `encoder` on `data` (a `keras_ssl.data.SSLData`): what
-        `keras_ssl.pretrain` builds. Methods that need facts of the data (a vocabulary) override
-        it; the others take the encoder and `options` only."""
+        `keras_ssl.pretrain` builds, with a warning when `data` holds fewer series than the method
+        learned from in the measured runs. Methods that need facts of the data (a vocabulary, a
+        queue's length) override it, and call it where they take series."""
+        if warning := cls.few_series_warning(data):
+            warnings.warn(warning, stacklevel=2)
         return cls(encoder, **options)
+
+    # Trained on fewer series than `few_series`, a method warns before training, saying what was
+    # measured (`few_series_evidence`, docs/series.md) and what to do instead. The two-view
+    # methods set these to `TWO_VIEWS_ON_FEW_SERIES`, the series pretext tasks to their own.
+    few_series: int = 0
+    few_series_evidence: str = ""
+    few_series_advice: str = ""
+
+    @classmethod
+    def few_series_warning(cls, data) -> str | None:
+        """The warning for `data`, or None when it is not series or holds enough of them."""
+        if data.kind != "series" or data.num_train >= cls.few_series:
+            return None
+        return (f"{cls.__name__} learns little from a few dozen series: "
+                f"{cls.few_series_evidence} (docs/series.md). {data.name} has {data.num_train} "
+                f"training series, fewer than {cls.few_series}: {cls.few_series_advice}.")
 
     @staticmethod
     def sample_inputs(data, count: int = 256, seed: int = 0):

@@ -21,7 +21,7 @@ from keras_ssl.methods._momentum import (
     check_total_steps,
     momentum_copy,
 )
-from keras_ssl.methods.base import SelfSupervisedModel
+from keras_ssl.methods.base import TWO_VIEWS_ON_FEW_SERIES, SelfSupervisedModel
 from keras_ssl.methods.registry import register_method
 from keras_ssl.validate import check_int
 
@@ -77,6 +77,7 @@ class BYOL(MomentumTargetMixin, SelfSupervisedModel):
     """
 
     input_kinds = ("images", "vectors", "series")
+    few_series, few_series_evidence, few_series_advice = TWO_VIEWS_ON_FEW_SERIES
     short_run_steps = 1000
     min_batch_size = 2
 

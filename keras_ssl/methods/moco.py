@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras_ssl import augment, heads, losses
 from keras_ssl.methods._momentum import MomentumTargetMixin, momentum_copy
 from keras_ssl.methods._queue import SupportQueueMixin
-from keras_ssl.methods.base import SelfSupervisedModel
+from keras_ssl.methods.base import TWO_VIEWS_ON_FEW_SERIES, SelfSupervisedModel
 from keras_ssl.methods.registry import register_method
 from keras_ssl.validate import check_int, check_number
 
@@ -83,6 +83,7 @@ class MoCo(MomentumTargetMixin, SupportQueueMixin, SelfSupervisedModel):
     """
 
     input_kinds = ("images", "vectors", "series")
+    few_series, few_series_evidence, few_series_advice = TWO_VIEWS_ON_FEW_SERIES
     min_batch_size = 2
     short_run_steps = 300
     short_run_evidence = ("in 1-minute runs on the digits (115-120 steps) its encoder gained under "
@@ -120,7 +121,7 @@ class MoCo(MomentumTargetMixin, SupportQueueMixin, SelfSupervisedModel):
             options["queue_size"] = int(min(DEFAULT_QUEUE_SIZE,
                                             max(MIN_QUEUE_SIZE, 2 ** int(np.log2(max(
                                                 data.num_train // 2, 1))))))
-        return cls(encoder, **options)
+        return super().from_data(encoder, data, **options)
 
     def method_metrics(self):
         return [self.accuracy_tracker]

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from keras_ssl import augment, heads, losses
 from keras_ssl.methods._queue import SupportQueueMixin
-from keras_ssl.methods.base import SelfSupervisedModel
+from keras_ssl.methods.base import TWO_VIEWS_ON_FEW_SERIES, SelfSupervisedModel
 from keras_ssl.methods.byol import two_views
 from keras_ssl.methods.registry import register_method
 from keras_ssl.validate import check_int
@@ -43,6 +43,7 @@ class NNCLR(SupportQueueMixin, SelfSupervisedModel):
     """
 
     input_kinds = ("images", "vectors", "series")
+    few_series, few_series_evidence, few_series_advice = TWO_VIEWS_ON_FEW_SERIES
     min_batch_size = 2
     short_run_steps = 500
     short_run_evidence = ("in 1- and 3-minute runs on the digits (72 and 192 steps) its encoder "

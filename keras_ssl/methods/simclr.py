@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_ssl import augment, heads, losses
-from keras_ssl.methods.base import SelfSupervisedModel
+from keras_ssl.methods.base import TWO_VIEWS_ON_FEW_SERIES, SelfSupervisedModel
 from keras_ssl.methods.registry import register_method
 
 
@@ -39,6 +39,7 @@ class SimCLR(SelfSupervisedModel):
     """
 
     input_kinds = ("images", "vectors", "series")
+    few_series, few_series_evidence, few_series_advice = TWO_VIEWS_ON_FEW_SERIES
     short_run_steps = 150
     short_run_evidence = ("in a 1-minute Fashion-MNIST run (93 steps) its encoder gained 0.9 "
                           "points of kNN over the random-init one (3.8 at 269 steps)")

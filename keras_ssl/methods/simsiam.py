@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from keras_ssl import augment, heads, losses
-from keras_ssl.methods.base import SelfSupervisedModel
+from keras_ssl.methods.base import TWO_VIEWS_ON_FEW_SERIES, SelfSupervisedModel
 from keras_ssl.methods.byol import two_views
 from keras_ssl.methods.registry import register_method
 from keras_ssl.validate import check_int
@@ -49,6 +49,7 @@ class SimSiam(SelfSupervisedModel):
     """
 
     input_kinds = ("images", "vectors", "series")
+    few_series, few_series_evidence, few_series_advice = TWO_VIEWS_ON_FEW_SERIES
     short_run_steps = 1000
     short_run_evidence = ("in 2.5-minute CIFAR-10 runs (178 steps) its encoder ended below the "
                           "random-init one, and on the digits at 16 px it still was after 1,800 "

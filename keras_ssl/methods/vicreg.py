@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 
 from keras_ssl import augment, heads, losses
-from keras_ssl.methods.base import SelfSupervisedModel
+from keras_ssl.methods.base import TWO_VIEWS_ON_FEW_SERIES, SelfSupervisedModel
 from keras_ssl.methods.byol import two_views
 from keras_ssl.methods.registry import register_method
 from keras_ssl.validate import check_int, check_number
@@ -35,6 +35,7 @@ class VICReg(SelfSupervisedModel):
     """
 
     input_kinds = ("images", "vectors", "series")
+    few_series, few_series_evidence, few_series_advice = TWO_VIEWS_ON_FEW_SERIES
     min_batch_size = 2
     short_run_steps = 500
     short_run_evidence = ("in 1- and 3-minute runs on the digits (70 and 212 steps) and 309 steps "
