@@ -382,8 +382,10 @@ class SelfSupervisedModel(keras.Model):
 
     @classmethod
     def few_series_warning(cls, data) -> str | None:
-        """The warning for `data`, or None when it is not series or holds enough of them."""
-        if data.kind != "series" or data.num_train >= cls.few_series:
+        """The warning for `data`, or None when it is not series, holds enough of them, or the
+        method has no measurement to warn with."""
+        if (data.kind != "series" or data.num_train >= cls.few_series
+                or not cls.few_series_evidence):
             return None
         return (f"{cls.__name__} learns little from a few dozen series: "
                 f"{cls.few_series_evidence} (docs/series.md). {data.name} has {data.num_train} "
