@@ -223,7 +223,8 @@ def pretrain(
         epochs = budget.epochs
     # The short-run thresholds were measured on images (docs/results.md).
     if epochs and data.kind == "images" and (
-            warning := cls.short_run_warning(steps * epochs, {**preset, **(method_options or {})})):
+            warning := cls.short_run_warning(steps * epochs, {**preset, **(method_options or {})},
+                                             colour=data.input_shape[-1] == 3)):
         if budget and width is None and model.encoder.name == "convnet":
             warning += (" On a time budget a narrower encoder fits more steps: width 16 "
                         "(--width 16) fit three times those of the default ConvNet "

@@ -154,6 +154,25 @@ def test_a_short_run_of_a_slow_starting_method_is_warned_before_training(sources
         "The masked autoencoder learns slowly: in 1- and 3-minute runs on the digits")
 
 
+def test_colour_images_have_their_own_short_run_thresholds():
+    """CIFAR-10's 1-minute sweep: SimCLR and MoCo gain at once, the autoencoders lose."""
+    assert keras_ssl.SimCLR.short_run_warning(1, colour=True) is None
+    assert keras_ssl.MoCo.short_run_warning(1, colour=True) is None
+    for options, name in (({}, "The autoencoder"), ({"corruption": "noise"}, "The denoising "
+                          "autoencoder"), ({"corruption": "mask"}, "The masked autoencoder")):
+        warning = keras_ssl.AutoEncoder.short_run_warning(399, options, colour=True)
+        assert warning.startswith(f"{name} learns slowly: in a 1-minute CIFAR-10 run (86-91 steps)")
+        assert warning.endswith("use simclr or moco for a short run.")
+        assert keras_ssl.AutoEncoder.short_run_warning(400, options, colour=True) is None
+    assert "(33 steps)" in keras_ssl.RotNet.short_run_warning(99, colour=True)
+    assert keras_ssl.RotNet.short_run_warning(100, colour=True) is None
+    assert keras_ssl.RotNet.short_run_warning(1) is None
+    # The other methods keep the gray images' threshold and name the colour alternative.
+    assert keras_ssl.BYOL.short_run_warning(999, colour=True).endswith(
+        "fewer than 1000: give it more time, or use simclr or moco for a short run.")
+    assert keras_ssl.BYOL.short_run_warning(1000, colour=True) is None
+
+
 def test_a_short_budget_on_the_default_convnet_names_a_narrower_one(sources):
     """The Quickstart's path: a time budget planned before training, on the default ConvNet."""
     with pytest.warns(UserWarning, match=r"SimCLR learns slowly: .* use autoencoder for a short "
@@ -165,7 +184,7 @@ def test_a_short_budget_on_the_default_convnet_names_a_narrower_one(sources):
     assert result.model.encoder.name == "convnet" and result.steps >= 1
 
 
-def test_the_pipeline_warns_for_the_masked_autoencoder_not_the_plain_one(sources):
+def test_the_pipeline_warns_for_the_masked_autoencoder_and_on_colour_the_plain_one(sources):
     with pytest.warns(UserWarning, match="The masked autoencoder learns slowly"):
         keras_ssl.pretrain("masked", **_arguments("masked", sources), epochs=1, seed=0,
                            knn_every=0, evaluate_scores=False, verbose=0, report=False)
@@ -173,3 +192,8 @@ def test_the_pipeline_warns_for_the_masked_autoencoder_not_the_plain_one(sources
         warnings.simplefilter("error", UserWarning)
         keras_ssl.pretrain("autoencoder", **_arguments("autoencoder", sources), epochs=1, seed=0,
                            knn_every=0, evaluate_scores=False, verbose=0, report=False)
+    colour = np.random.default_rng(0).integers(0, 256, (48, 16, 16, 3), dtype=np.uint8)
+    with pytest.warns(UserWarning, match="The autoencoder learns slowly: in a 1-minute CIFAR-10"):
+        keras_ssl.pretrain("autoencoder", colour, batch_size=16, encoder="convnet", width=4,
+                           epochs=1, seed=0, knn_every=0, evaluate_scores=False, verbose=0,
+                           report=False)

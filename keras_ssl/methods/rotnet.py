@@ -45,6 +45,8 @@ class RotNet(SelfSupervisedModel):
     """
 
     input_kinds = ("images",)
+    colour_short_run = (100, "in a 1-minute CIFAR-10 run (33 steps) its encoder ended 0.8 points "
+                             "of kNN under the random-init one (2.3 over at 135 steps)")
 
     def __init__(self, encoder, augmenter=None, *, hidden_dim=256, seed=None, **kwargs):
         super().__init__(encoder, augmenter, seed=seed, **kwargs)
