@@ -112,7 +112,8 @@ def run_set(name, methods, epochs, batch_size, width, seed, k, jit, pretrain_on=
         model = build_method(method, make_encoder(data, width, seed, encoder_name(method)), seed,
                              options)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
-        model.fit(to_dataset(unlabelled, batch_size=batch, seed=seed), epochs=epochs, verbose=0)
+        model.fit(to_dataset(unlabelled, batch_size=batch, seed=seed), epochs=epochs, verbose=0,
+                  shuffle=False)  # the dataset is shuffled; Keras would only warn
         rows[label] = score(lambda x, m=model: m.predict(x, verbose=0), data, k)
         rows[label]["seconds"] = time.perf_counter() - start
     # Supervised: the same encoder and steps, with labels.
@@ -122,7 +123,8 @@ def run_set(name, methods, epochs, batch_size, width, seed, k, jit, pretrain_on=
     classifier.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit,
                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                        metrics=["accuracy"])
-    classifier.fit(data.train_dataset(batch, labels=True, seed=seed), epochs=epochs, verbose=0)
+    classifier.fit(data.train_dataset(batch, labels=True, seed=seed), epochs=epochs, verbose=0,
+                   shuffle=False)
     rows["supervised"] = score(lambda x: encoder.predict(x, verbose=0), data, k)
     rows["supervised"]["classifier"] = float(
         classifier.evaluate(data.x_test, data.y_test, verbose=0)[1])
