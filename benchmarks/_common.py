@@ -96,15 +96,22 @@ def best_time(fn, repeats: int = 5, number: int = 1) -> float:
     return min(times)
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> dict:
-    """TensorFlow's float32 matmul GFLOP/s on n x n matrices, the best of `repeats`."""
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
-    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
-    matmul(a, b).numpy()
+def matmul_peak(n: int = 2048, repeats: int = 5, dtypes=("float32",)) -> dict:
+    """TensorFlow's matmul GFLOP/s on n x n matrices, the best of `repeats`, per dtype.
+
+    The float32 figure is keyed "tensorflow", others "tensorflow_<dtype>"; "peak" is float32's
+    unless only other dtypes were asked for.
+    """
     flops = 2.0 * n**3
-    peaks = {"tensorflow": flops / best_time(lambda: matmul(a, b).numpy(), repeats) / 1e9}
-    peaks["peak"] = max(peaks.values())
+    peaks = {}
+    for dtype in dtypes:
+        a = tf.cast(tf.random.normal([n, n]), dtype)
+        b = tf.cast(tf.random.normal([n, n]), dtype)
+        matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+        matmul(a, b).numpy()
+        key = "tensorflow" if dtype == "float32" else f"tensorflow_{dtype}"
+        peaks[key] = flops / best_time(lambda: matmul(a, b).numpy(), repeats) / 1e9  # noqa: B023
+    peaks = {"peak": peaks.get("tensorflow", max(peaks.values())), **peaks}
     return {k: round(v, 1) for k, v in peaks.items()}
 
 

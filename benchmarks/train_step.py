@@ -26,6 +26,7 @@ without them or with `--no-torch`.
     python benchmarks/train_step.py                                  # every method, batch 256
     python benchmarks/train_step.py --suite references --json results/references.json
     python benchmarks/train_step.py --methods simclr,rotnet --batch-size 128 --steps 5
+    python benchmarks/train_step.py --precision float32,mixed_bfloat16 --xla off  # side by side
     python benchmarks/train_step.py --quick                          # seconds: checks it runs
     python benchmarks/train_step.py --suite references --quick --no-resnet
     python benchmarks/train_step.py --suite references --torch-python /path/to/venv/bin/python
@@ -100,6 +101,11 @@ def parse_args(argv=None):
                         "batch 256 on 2 CPU cores; --quick: 1)")
     parser.add_argument("--xla", default="both", choices=("both", "on", "off"),
                         help="time keras_ssl's steps with jit_compile=True, False or both (both)")
+    parser.add_argument("--precision", default="float32", metavar="P[,P...]",
+                        help="Keras policies to time keras_ssl's steps under, side by side: "
+                             "float32, mixed_bfloat16, mixed_float16 (float32). bfloat16 pays on "
+                             "CPUs with bfloat16 units (AVX512_BF16, AMX); keras-io's example "
+                             "runs in float32 as written")
     parser.add_argument("--no-torch", action="store_true",
                         help="skip the PyTorch and lightly references")
     parser.add_argument("--torch-python", default=sys.executable, metavar="PYTHON",
@@ -123,6 +129,17 @@ def parse_args(argv=None):
         parser.error("--batch-size, --steps and --resnet-steps must be positive, --warmup >= 0")
     args.examples = max(args.examples, args.batch_size)
     return args
+
+
+def precisions(args) -> list[str]:
+    """The policies to time keras_ssl under, in order (checked names)."""
+    return [keras_ssl.precision.resolve_precision(p.strip()) for p in args.precision.split(",")]
+
+
+def peak_of(peaks: dict, policy: str) -> float:
+    """The matmul peak of the dtype `policy` computes in (`matmul_peak`'s keys)."""
+    dtype = keras.mixed_precision.Policy(policy).compute_dtype
+    return peaks["tensorflow" if dtype == "float32" else f"tensorflow_{dtype}"]
 
 
 def xla_modes(args) -> tuple[bool, ...]:
@@ -207,18 +224,22 @@ def augmentation_ms(model, x, args, jit):
     return 1e3 * best_time(lambda: views(batch).numpy(), repeats=max(3, args.steps // 2))
 
 
-def methods_suite(args, peak):
+def methods_suite(args, peaks):
     rows = []
     for name in args.methods.split(","):
-        for jit in xla_modes(args):
-            keras.utils.set_random_seed(0)
-            model, x, y = build_method(name, args)
-            row = {"method": name, "encoder": model.encoder.name, "xla": "on" if jit else "off"}
-            row.update(measure_keras(model, x, y, args, jit))
-            row["peak_fraction"] = row["gflop_per_s"] / peak
-            rows.append(row)
-            print(f"# {name} xla={row['xla']}: {row['img_per_s']:.1f} img/s "
-                  f"({row['gflop_per_s']:.1f} GFLOP/s)", flush=True)
+        for policy in precisions(args):
+            for jit in xla_modes(args):
+                keras.utils.set_random_seed(0)
+                keras_ssl.precision.set_precision(policy)
+                model, x, y = build_method(name, args)
+                row = {"method": name, "encoder": model.encoder.name, "precision": policy,
+                       "xla": "on" if jit else "off"}
+                row.update(measure_keras(model, x, y, args, jit))
+                row["peak_fraction"] = row["gflop_per_s"] / peak_of(peaks, policy)
+                rows.append(row)
+                print(f"# {name} {policy} xla={row['xla']}: {row['img_per_s']:.1f} img/s "
+                      f"({row['gflop_per_s']:.1f} GFLOP/s)", flush=True)
+    keras_ssl.precision.set_precision("float32")
     return rows
 
 
@@ -265,34 +286,47 @@ def torch_in_subprocess(kind, args, steps, warmup, notes):
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def references_suite(args, peak, notes):
+def label(policy, jit) -> str:
+    """A row key's suffix: xla_on / xla_off in float32, with the policy otherwise."""
+    xla_part = f"xla_{'on' if jit else 'off'}"
+    return xla_part if policy == "float32" else f"{policy}_{xla_part}"
+
+
+def describe(policy, jit) -> str:
+    return f"XLA {'on' if jit else 'off'}" + ("" if policy == "float32" else f", {policy}")
+
+
+def references_suite(args, peaks, notes):
     rows = []
     shape = (args.image_size, args.image_size, 3)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.examples, *shape), dtype=np.uint8)
 
-    def add(row, **labels):
-        row.update(labels)
-        row["peak_fraction"] = row["gflop_per_s"] / peak
+    def add(row, policy="float32", **labels):
+        row.update(labels, precision=policy)
+        row["peak_fraction"] = row["gflop_per_s"] / peak_of(peaks, policy)
         rows.append(row)
         print(f"# {row['run']}: {row['img_per_s']:.1f} img/s ({row['gflop_per_s']:.1f} GFLOP/s)",
               flush=True)
 
-    # keras-io's example as written: Keras turns XLA off for its RandomZoom/RandomTranslation.
+    # keras-io's example as written: Keras turns XLA off for its RandomZoom/RandomTranslation;
+    # float32 (its RandomColorAffine fails under a mixed policy).
     keras.utils.set_random_seed(0)
+    keras_ssl.precision.set_precision("float32")
     reference = KerasIOSimCLR(shape)
     encoder_parameters = reference.encoder.count_params()
     row = measure_keras(reference, x, None, args, jit="auto", pipeline=False,
                         optimizer=keras.optimizers.Adam())
     add(row, key="kerasio_example", run="keras-io SimCLR example (its augmenter; XLA impossible)",
         encoder="keras-io 4-conv", framework="Keras", parameters=encoder_parameters)
-    for jit in xla_modes(args):
+    for policy, jit in [(p, j) for p in precisions(args) for j in xla_modes(args)]:
         keras.utils.set_random_seed(0)
+        keras_ssl.precision.set_precision(policy)
         model = kerasio_simclr(shape)
         row = measure_keras(model, x, None, args, jit, optimizer=keras.optimizers.Adam())
         row["augment_ms"] = augmentation_ms(model, x, args, jit)
-        add(row, key=f"keras_ssl_kerasio_xla_{'on' if jit else 'off'}",
-            run=f"keras_ssl SimCLR, same encoder and head, XLA {'on' if jit else 'off'}",
+        add(row, policy, key=f"keras_ssl_kerasio_{label(policy, jit)}",
+            run=f"keras_ssl SimCLR, same encoder and head, {describe(policy, jit)}",
             encoder="keras-io 4-conv", framework="keras_ssl",
             parameters=model.encoder.count_params())
     row = torch_in_subprocess("kerasio", args, args.steps, args.warmup, notes)
@@ -301,17 +335,19 @@ def references_suite(args, peak, notes):
             "(views ready)", encoder="keras-io 4-conv", framework="PyTorch")
     if args.no_resnet:
         return rows, encoder_parameters
-    for jit in xla_modes(args):
+    for policy, jit in [(p, j) for p in precisions(args) for j in xla_modes(args)]:
         keras.utils.set_random_seed(0)
+        keras_ssl.precision.set_precision(policy)
         model = keras_ssl.SimCLR(encoders.ResNet(18, shape, small_images=True), seed=0)
         # End to end through the input pipeline too without XLA (the CPU default), beside
         # lightly's DataLoader.
         row = measure_keras(model, x, None, args, jit, steps=args.resnet_steps,
                             pipeline=not jit, optimizer=keras.optimizers.Adam())
         row["augment_ms"] = augmentation_ms(model, x, args, jit)
-        add(row, key=f"keras_ssl_resnet18_xla_{'on' if jit else 'off'}",
-            run=f"keras_ssl SimCLR, ResNet-18 small stem, XLA {'on' if jit else 'off'}",
+        add(row, policy, key=f"keras_ssl_resnet18_{label(policy, jit)}",
+            run=f"keras_ssl SimCLR, ResNet-18 small stem, {describe(policy, jit)}",
             encoder="ResNet-18", framework="keras_ssl", parameters=model.encoder.count_params())
+    keras_ssl.precision.set_precision("float32")
     row = torch_in_subprocess("resnet18", args, args.resnet_steps, 1, notes)
     if row:
         add(row, key="pytorch_resnet18", run="PyTorch SimCLR step, ResNet-18 small stem "
@@ -328,31 +364,31 @@ def main(argv=None):
     args = parse_args(argv)
     info = machine()
     print_machine(info)
-    peaks = matmul_peak()
-    peak = peaks["peak"]
-    print(f"# float32 matmul peak (2048 x 2048): {peaks} GFLOP/s", flush=True)
+    dtypes = {keras.mixed_precision.Policy(p).compute_dtype for p in precisions(args)}
+    peaks = matmul_peak(dtypes=["float32", *sorted(dtypes - {"float32"})])
+    print(f"# matmul peaks (2048 x 2048): {peaks} GFLOP/s", flush=True)
     result = {"machine": info, "args": vars(args), "matmul_peak_gflops": peaks}
     columns_common = [("img_per_s", "img/s", ",.1f"), ("gflop_per_step", "GFLOP/step", ".2f"),
                       ("gflop_per_s", "GFLOP/s", ".1f"), ("peak_fraction", "of peak", ".1%")]
     if args.suite in ("methods", "all"):
-        rows = methods_suite(args, peak)
+        rows = methods_suite(args, peaks)
         result["methods"] = rows
         print(f"\nTraining steps at batch {args.batch_size}, {args.image_size} px x "
-              f"{args.channels}, in-memory batch; pipeline = keras_ssl.data.to_dataset; peak "
-              f"{peak:.0f} GFLOP/s:\n")
+              f"{args.channels}, in-memory batch; pipeline = keras_ssl.data.to_dataset; of peak: "
+              f"against the matmul peak of the row's compute dtype, {peaks}:\n")
         print_table(rows, [("method", "method", ""), ("encoder", "encoder", ""),
-                           ("xla", "XLA", ""), *columns_common,
+                           ("precision", "precision", ""), ("xla", "XLA", ""), *columns_common,
                            ("pipeline_img_per_s", "pipeline img/s", ",.1f"),
                            ("pipeline_ratio", "pipeline / in-memory", ".2f"),
                            ("first_step_s", "first step, s", ".1f")])
     if args.suite in ("references", "all"):
         notes = {}
-        rows, parameters = references_suite(args, peak, notes)
+        rows, parameters = references_suite(args, peaks, notes)
         result["references"] = rows
         result.update(notes)
         print(f"\nSimCLR at batch {args.batch_size}, {args.image_size} px RGB (keras-io encoder: "
               f"{parameters:,} parameters; the example's is {KERAS_IO_PARAMETERS:,} at 32 px); "
-              f"peak {peak:.0f} GFLOP/s:\n")
+              f"of peak: against the matmul peak of the row's compute dtype, {peaks}:\n")
         print_table(rows, [("run", "run", ""), *columns_common,
                            ("augment_ms", "2 views alone, ms", ".1f"),
                            ("pipeline_img_per_s", "end to end img/s", ",.1f")])

@@ -92,7 +92,7 @@ PRETRAIN_OPTIONS = [
                                                        default=100, metavar="STEPS")),
     ("--verbose", "verbose", _option("0 silent, 1 bar, 2 a line an epoch", type=int, default=1)),
     ("--precision", "precision_policy", _option(
-        "auto: float32 on CPU, mixed_float16 with a GPU", default="auto",
+        "auto: float32 on CPU, mixed_float16 on GPU (mixed_bfloat16: bf16 CPUs)", default="auto",
         choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"))),
     ("--xla", "xla", _option("XLA (auto: with one GPU)", default="auto", choices=("auto", "on", "off"))),
     ("--strategy", "strategy", _option("mirrored: every GPU here; multi_worker: TF_CONFIG",

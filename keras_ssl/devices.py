@@ -54,6 +54,9 @@ class RunDevices:
                   f"{name or type(strategy).__name__} ({replicas} replica"
                   f"{'s' if replicas > 1 else ''}{where})"
                   + (", synchronised batch norm" if sync_batchnorm else ""))
+            hint = precision.bfloat16_hint(precision_policy, policy)
+            if hint:
+                print(hint)
         return cls(strategy, jit, replicas, worker, workers)
 
     def scope(self):

@@ -98,10 +98,18 @@ def _convnet_step_gflop(batch, size=32, width=32):
 
 
 def test_train_step_times_a_method_and_counts_its_flops(tmp_path):
-    result = _run(train_step, ["--quick", "--xla", "off"], tmp_path)
-    assert _positive(result["matmul_peak_gflops"]["peak"])
-    (row,) = result["methods"]
-    assert (row["method"], row["encoder"], row["xla"]) == ("simclr", "convnet", "off")
+    result = _run(train_step, ["--quick", "--xla", "off", "--precision", "float32,mixed_bfloat16"],
+                  tmp_path)
+    peaks = result["matmul_peak_gflops"]
+    assert _positive(peaks["peak"]) and peaks["peak"] == peaks["tensorflow"]
+    row, bfloat16 = result["methods"]
+    assert (row["method"], row["encoder"], row["precision"], row["xla"]) == (
+        "simclr", "convnet", "float32", "off")
+    # Side by side in the same run, against the bfloat16 matmul peak; the policy is restored.
+    assert bfloat16["precision"] == "mixed_bfloat16" and _positive(bfloat16["img_per_s"])
+    assert bfloat16["peak_fraction"] == pytest.approx(
+        bfloat16["gflop_per_s"] / peaks["tensorflow_bfloat16"])
+    assert keras.mixed_precision.dtype_policy().name == "float32"
     assert row["jit"] is False and row["xla_compiled"] is False
     for key in ("img_per_s", "seconds_per_step", "gflop_per_s", "pipeline_img_per_s"):
         assert _positive(row[key]), key

@@ -7,6 +7,7 @@ import tensorflow as tf
 from tiny_methods import BATCH, tiny_method
 
 from keras_ssl import augment, encoders, precision
+from keras_ssl.devices import RunDevices
 from keras_ssl.errors import KerasSSLError
 from keras_ssl.methods import METHODS
 
@@ -24,6 +25,37 @@ def test_auto_is_float32_without_gpu_and_mixed_with_one(monkeypatch):
                         lambda kind=None: ["gpu:0"] if kind == "GPU" else [])
     assert precision.resolve_precision("auto") == "mixed_float16"
     assert precision.resolve_precision("MIXED_BFLOAT16") == "mixed_bfloat16"
+
+
+def test_bfloat16_units_are_read_from_the_cpu_flags(tmp_path):
+    def cpuinfo(name, text):
+        path = tmp_path / name
+        path.write_text(text)
+        return str(path)
+
+    zen4 = cpuinfo("zen4", "processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n")
+    sapphire_rapids = cpuinfo("spr", "flags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    skylake = cpuinfo("skylake", "flags\t\t: fpu sse2 avx512f avx512_vnni\n")
+    named_not_flagged = cpuinfo("other", "model name\t: avx512_bf16\nflags\t\t: fpu\n")
+    assert precision.cpu_computes_bfloat16(zen4)
+    assert precision.cpu_computes_bfloat16(sapphire_rapids)
+    assert not precision.cpu_computes_bfloat16(skylake)
+    assert not precision.cpu_computes_bfloat16(named_not_flagged)
+    assert not precision.cpu_computes_bfloat16(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("units", [True, False])
+def test_auto_on_a_cpu_with_bfloat16_units_suggests_it_and_keeps_float32(units, monkeypatch,
+                                                                          capsys):
+    monkeypatch.setattr(precision, "cpu_computes_bfloat16", lambda cpuinfo=None: units)
+    setup = RunDevices.create(None, None, "auto", "auto", False, report=True)
+    out = capsys.readouterr().out
+    assert precision.current_precision() == "float32" and setup.replicas == 1
+    assert ("--precision mixed_bfloat16" in out) == units
+    # Asked for by name, or mixed_float16 on a GPU: nothing to suggest.
+    assert precision.bfloat16_hint("float32", "float32") is None
+    assert precision.bfloat16_hint("auto", "mixed_float16") is None
+    assert (precision.bfloat16_hint("AUTO", "float32") is not None) == units
 
 
 @pytest.mark.parametrize("bad", ["float16", "fp32", "", None, 16])
@@ -75,6 +107,14 @@ def test_mixed_float16_step_gives_a_finite_float32_loss_with_loss_scaling(name):
     assert np.isfinite(history.history["loss"]).all()
     # The variables the optimizer updates stay float32.
     assert {v.dtype for v in model.trainable_variables} == {"float32"}
+
+
+def test_ts2vec_masks_its_bfloat16_steps_under_mixed_bfloat16():
+    # Its step mask (float32) multiplies the input projection's output, bfloat16 under the policy.
+    model, history, loss = _mixed_step("ts2vec", "mixed_bfloat16")
+    assert model.projection.compute_dtype == "bfloat16"
+    assert loss.dtype == tf.float32
+    assert np.isfinite(history.history["loss"]).all()
 
 
 @pytest.mark.slow

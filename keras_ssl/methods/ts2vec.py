@@ -159,7 +159,8 @@ class TS2Vec(_SeriesMethod):
         n = batch_size(view)
         draw = lambda m: uniform_int([m, self.steps], seed, 0, _DRAW_RANGE)  # noqa: E731
         shown = tf.cast(replica_rows(draw, n) >= int(self.mask_rate * _DRAW_RANGE), tf.float32)
-        hidden = self.projection(view) * (keep * shown)[..., None]
+        hidden = self.projection(view)  # the policy's compute dtype (bfloat16 under mixed)
+        hidden = hidden * tf.cast((keep * shown)[..., None], hidden.dtype)
         return self.per_step(hidden, training=training)
 
     def compute_ssl_loss(self, inputs, labels, training):
