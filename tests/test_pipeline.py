@@ -167,6 +167,12 @@ def test_colour_images_have_their_own_short_run_thresholds():
     assert "(33 steps)" in keras_ssl.RotNet.short_run_warning(99, colour=True)
     assert keras_ssl.RotNet.short_run_warning(100, colour=True) is None
     assert keras_ssl.RotNet.short_run_warning(1) is None
+    assert "(66 steps)" in keras_ssl.NNCLR.short_run_warning(149, colour=True)
+    assert keras_ssl.NNCLR.short_run_warning(150, colour=True) is None
+    assert "(72 and 192 steps)" in keras_ssl.NNCLR.short_run_warning(499)  # gray: the digits
+    assert "(262 steps)" in keras_ssl.MAE.short_run_warning(499, colour=True)
+    assert keras_ssl.MAE.short_run_warning(500, colour=True) is None
+    assert "(249 steps)" in keras_ssl.MAE.short_run_warning(799)
     # The other methods keep the gray images' threshold and name the colour alternative.
     assert keras_ssl.BYOL.short_run_warning(999, colour=True).endswith(
         "fewer than 1000: give it more time, or use simclr or moco for a short run.")

@@ -69,6 +69,8 @@ class MAE(SelfSupervisedModel):
     short_run_steps = 800
     short_run_evidence = ("in 1-minute runs on the digits (249 steps) its ViT ended 24 points of "
                           "kNN below its random init (29 points above it at 808 steps)")
+    colour_short_run = (500, "in a 1-minute CIFAR-10 run (262 steps) its ViT ended 0.4 points of "
+                             "kNN above its random init; 717 steps gained 5.1")
 
     def __init__(self, encoder, augmenter=None, *, mask_ratio=0.75, decoder_dim=64,
                  decoder_depth=1, decoder_heads=2, norm_pix_loss=True, seed=None, **kwargs):

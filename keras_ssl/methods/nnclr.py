@@ -49,6 +49,8 @@ class NNCLR(SupportQueueMixin, SelfSupervisedModel):
     short_run_evidence = ("in 1- and 3-minute runs on the digits (72 and 192 steps) its encoder "
                           "ended below the random-init one, and 0.2 points above it in 296 steps "
                           "on Fashion-MNIST")
+    colour_short_run = (150, "in a 1-minute CIFAR-10 run (66 steps) its encoder ended 1.0 point "
+                             "of kNN below the random-init one; 172 steps gained 5.2")
 
     def __init__(self, encoder, augmenter=None, *, projection_dim=128, hidden_dim=512,
                  temperature=0.1, queue_size=4096, seed=None, **kwargs):
