@@ -147,6 +147,11 @@ def xla_modes(args) -> tuple[bool, ...]:
     return {"both": (True, False), "on": (True,), "off": (False,)}[args.xla]
 
 
+def settings(args) -> list[tuple[str, bool]]:
+    """(policy, jit_compile) of each keras_ssl row to time, in order."""
+    return [(policy, jit) for policy in precisions(args) for jit in xla_modes(args)]
+
+
 # ----- models ------------------------------------------------------------------------------------
 def image_encoder(kind, input_shape):
     if kind == "kerasio":
@@ -227,18 +232,17 @@ def augmentation_ms(model, x, args, jit):
 def methods_suite(args, peaks):
     rows = []
     for name in args.methods.split(","):
-        for policy in precisions(args):
-            for jit in xla_modes(args):
-                keras.utils.set_random_seed(0)
-                keras_ssl.precision.set_precision(policy)
-                model, x, y = build_method(name, args)
-                row = {"method": name, "encoder": model.encoder.name, "precision": policy,
-                       "xla": "on" if jit else "off"}
-                row.update(measure_keras(model, x, y, args, jit))
-                row["peak_fraction"] = row["gflop_per_s"] / peak_of(peaks, policy)
-                rows.append(row)
-                print(f"# {name} {policy} xla={row['xla']}: {row['img_per_s']:.1f} img/s "
-                      f"({row['gflop_per_s']:.1f} GFLOP/s)", flush=True)
+        for policy, jit in settings(args):
+            keras.utils.set_random_seed(0)
+            keras_ssl.precision.set_precision(policy)
+            model, x, y = build_method(name, args)
+            row = {"method": name, "encoder": model.encoder.name, "precision": policy,
+                   "xla": "on" if jit else "off"}
+            row.update(measure_keras(model, x, y, args, jit))
+            row["peak_fraction"] = row["gflop_per_s"] / peak_of(peaks, policy)
+            rows.append(row)
+            print(f"# {name} {policy} xla={row['xla']}: {row['img_per_s']:.1f} img/s "
+                  f"({row['gflop_per_s']:.1f} GFLOP/s)", flush=True)
     keras_ssl.precision.set_precision("float32")
     return rows
 
@@ -319,7 +323,7 @@ def references_suite(args, peaks, notes):
                         optimizer=keras.optimizers.Adam())
     add(row, key="kerasio_example", run="keras-io SimCLR example (its augmenter; XLA impossible)",
         encoder="keras-io 4-conv", framework="Keras", parameters=encoder_parameters)
-    for policy, jit in [(p, j) for p in precisions(args) for j in xla_modes(args)]:
+    for policy, jit in settings(args):
         keras.utils.set_random_seed(0)
         keras_ssl.precision.set_precision(policy)
         model = kerasio_simclr(shape)
@@ -335,7 +339,7 @@ def references_suite(args, peaks, notes):
             "(views ready)", encoder="keras-io 4-conv", framework="PyTorch")
     if args.no_resnet:
         return rows, encoder_parameters
-    for policy, jit in [(p, j) for p in precisions(args) for j in xla_modes(args)]:
+    for policy, jit in settings(args):
         keras.utils.set_random_seed(0)
         keras_ssl.precision.set_precision(policy)
         model = keras_ssl.SimCLR(encoders.ResNet(18, shape, small_images=True), seed=0)
